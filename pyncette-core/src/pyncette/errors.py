@@ -1,0 +1,98 @@
+"""Every exception pyncette raises.
+
+Each class derives from :class:`PyncetteException` and from the closest builtin, and formats its
+own message from the values it is given. Backends translate driver errors into these at their
+boundary, so user code never needs to import a driver to catch a store failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PyncetteException(Exception):
+    """Base class of every pyncette error."""
+
+
+PyncetteError = PyncetteException
+
+
+class ConfigurationError(PyncetteException, ValueError):
+    """The app, a task or a backend was configured with a value that cannot work."""
+
+
+class TaskDefinitionError(ConfigurationError):
+    """A task or a task instance was defined with an invalid value.
+
+    The message names the task and the offending value.
+    """
+
+    def __init__(self, task: str, problem: str) -> None:
+        self.task = task
+        self.problem = problem
+        super().__init__(f"task {task!r}: {problem}")
+
+
+class UnknownBackendError(ConfigurationError, LookupError):
+    """``Pyncette(backend=...)`` named a backend that no installed plugin provides."""
+
+    def __init__(self, name: str, installed: list[str]) -> None:
+        self.name = name
+        self.installed = installed
+        listing = ", ".join(sorted(installed)) or "none"
+        super().__init__(
+            f"unknown backend {name!r}; installed backends: {listing}. "
+            f"Install it with: pip install pyncette-{name}"
+        )
+
+
+class UnknownOptionError(ConfigurationError, TypeError):
+    """An option was passed that the selected backend does not accept."""
+
+    def __init__(self, backend: str, options: list[str], accepted: list[str], providers: dict[str, str]) -> None:
+        self.backend = backend
+        self.options = options
+        hints = [f"{opt!r} belongs to backend {providers[opt]!r}" for opt in options if opt in providers]
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        super().__init__(
+            f"backend {backend!r} does not accept option(s) {', '.join(map(repr, options))}{hint}; "
+            f"it accepts: {', '.join(accepted) or 'no options'}"
+        )
+
+
+class LeaseLostException(PyncetteException):
+    """The lease on a task instance is no longer held by this worker.
+
+    Raised by commit, unlock and heartbeat when the lease expired and another worker claimed the
+    instance, when the instance was force-updated or deleted, or when the fencing token is stale.
+    """
+
+    def __init__(self, task: Any = None, message: str | None = None) -> None:
+        self.task = task
+        super().__init__(message or f"lease lost on task {getattr(task, 'name', task)!r}")
+
+
+class TaskLockedException(PyncetteException):
+    """A task instance could not be updated because another worker holds its lease.
+
+    Pass ``force=True`` to ``schedule_task`` to take it over; the holder's lease then becomes stale.
+    """
+
+    def __init__(self, task: Any = None, message: str | None = None) -> None:
+        self.task = task
+        super().__init__(message or f"task {getattr(task, 'name', task)!r} is locked by another worker")
+
+
+class TaskNotFoundError(PyncetteException, LookupError):
+    """A task instance that an operation needs does not exist in the store."""
+
+    def __init__(self, task: str, instance: str) -> None:
+        super().__init__(f"task {task!r} has no instance {instance!r}")
+
+
+class BackendError(PyncetteException, ConnectionError):
+    """The store failed or could not be reached; the message never contains credentials."""
+
+
+class SchemaVersionError(ConfigurationError):
+    """The store holds a schema this version of the backend cannot use."""

@@ -1,0 +1,227 @@
+"""Values shared by the scheduler and the repositories.
+
+Everything here is a frozen ``attrs`` class or an enum. All datetimes are timezone-aware and in UTC
+whenever they cross the repository boundary.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import Any, Awaitable, Callable, Mapping
+
+import attrs
+
+JSON = Any
+"""A value that ``json.dumps`` accepts: dict, list, str, int, float, bool or None."""
+
+NextFunc = Callable[[], Awaitable[None]]
+"""The continuation a middleware calls to run the rest of the chain."""
+
+
+class ExecutionMode(enum.Enum):
+    """How a task run relates to its lease.
+
+    ``AT_LEAST_ONCE``: the slot is committed after the task body returns; a worker that dies
+    mid-run leaves the instance locked until the lease expires, then another worker runs it again.
+
+    ``AT_MOST_ONCE``: the slot is committed (advanced) before the task body starts; a worker that
+    dies mid-run loses that run.
+    """
+
+    AT_LEAST_ONCE = 0
+    AT_MOST_ONCE = 1
+
+
+class FailureMode(enum.Enum):
+    """What happens to an ``AT_LEAST_ONCE`` slot whose task raised.
+
+    ``NONE``: keep the lease; the slot is retried when the lease expires.
+    ``UNLOCK``: release the lease at once; the slot is retried on the next poll (or after the
+    retry back-off when the task has a retry policy).
+    ``COMMIT``: give the slot up and move to the next one, as if it had succeeded.
+    """
+
+    NONE = 0
+    UNLOCK = 1
+    COMMIT = 2
+
+
+class CatchUp(enum.Enum):
+    """Misfire policy: what to do with slots that came due while no worker ran them."""
+
+    ALL = "all"
+    LATEST = "latest"
+    SKIP = "skip"
+
+
+class DstGap(enum.Enum):
+    """A cron wall time that does not exist on a spring-forward day."""
+
+    SHIFT = "shift"
+    SKIP = "skip"
+
+
+class DstFold(enum.Enum):
+    """A cron wall time that occurs twice on a fall-back day."""
+
+    FIRST = "first"
+    LAST = "last"
+    BOTH = "both"
+
+
+class RegisterOutcome(enum.Enum):
+    """Result of registering one instance (see :meth:`Repository.register_tasks`)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    LOCKED = "locked"
+
+
+@attrs.frozen(order=True)
+class TaskKey:
+    """Identity of one stored instance.
+
+    ``task`` is the storage scope: the task's name, or ``"<name>:<partition>"`` for a partition of
+    a partitioned task. ``instance`` is the instance name of a dynamic task, and ``""`` for a
+    static task.
+    """
+
+    task: str
+    instance: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Lease:
+    """Proof that one worker holds an instance.
+
+    ``token`` is the fencing token: every successful claim of an instance stores a token strictly
+    greater than the one before it. Operations that present an older token change nothing.
+    """
+
+    owner: str
+    token: int
+    locked_until: datetime.datetime
+
+
+@attrs.frozen(kw_only=True)
+class TaskState:
+    """One instance as the store holds it.
+
+    ``spec`` and ``data`` are JSON texts written by the scheduler and opaque to repositories.
+    ``spec`` is the instance definition and is compared verbatim on registration; ``data`` holds
+    bookkeeping (attempt number, counters) rewritten on every completion.
+    """
+
+    key: TaskKey
+    spec: str
+    data: str
+    next_run: datetime.datetime
+    paused: bool = False
+    locked_until: datetime.datetime | None = None
+    locked_by: str | None = None
+    fencing_token: int = 0
+
+    def is_locked(self, now: datetime.datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+    def lease(self) -> Lease | None:
+        """The lease recorded on this state, if any (expired or not)."""
+        if self.locked_by is None or self.locked_until is None:
+            return None
+        return Lease(owner=self.locked_by, token=self.fencing_token, locked_until=self.locked_until)
+
+
+@attrs.frozen(kw_only=True)
+class Registration:
+    """A request to create or update one instance (see :meth:`Repository.register_tasks`)."""
+
+    key: TaskKey
+    spec: str
+    data: str
+    next_run: datetime.datetime
+    force: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class ClaimedTask:
+    """An instance claimed by a worker, with the lease that proves it."""
+
+    state: TaskState
+    lease: Lease
+
+
+@attrs.frozen(kw_only=True)
+class ClaimResult:
+    """Result of :meth:`Repository.claim_due`.
+
+    ``more`` is true when the store may hold further due instances beyond ``limit``.
+    ``next_due`` tells the scheduler when to look at the scope again: ``None`` when no unpaused
+    instance has a ``next_run`` later than ``now``; otherwise a time later than ``now`` and no later
+    than the earliest such ``next_run`` (it may be earlier, for example a lease expiry, which only
+    costs an extra poll).
+    """
+
+    claimed: tuple[ClaimedTask, ...]
+    more: bool = False
+    next_due: datetime.datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Completion:
+    """Release of a claimed instance (see :meth:`Repository.complete_tasks`).
+
+    ``next_run=None`` deletes the instance (a once-off task that ran); otherwise the instance is
+    unlocked with the given ``next_run`` and ``data``.
+    """
+
+    key: TaskKey
+    lease: Lease
+    next_run: datetime.datetime | None
+    data: str
+
+
+@attrs.frozen(kw_only=True)
+class Page:
+    """One page of a listing; ``continuation`` is ``None`` on the last page."""
+
+    states: tuple[TaskState, ...]
+    continuation: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BackendInfo:
+    """A backend contributed by a plugin through ``pyncette_backends``.
+
+    ``factory(**options)`` returns an async context manager yielding a :class:`Repository`.
+    ``options`` maps every keyword option the factory accepts to a one-line description.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    options: Mapping[str, str] = attrs.field(factory=dict)
+    description: str = ""
+    distribution: str = ""
+
+
+def fencing_token_after(previous: int, now: datetime.datetime) -> int:
+    """The fencing token for a new claim: greater than ``previous`` and than ``now`` in microseconds.
+
+    Tying tokens to the clock keeps them increasing even when an instance is deleted and
+    registered again, which resets the stored counter.
+    """
+    return max(previous + 1, to_micros(now))
+
+
+def to_micros(moment: datetime.datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime.datetime:
+    """The aware UTC datetime ``micros`` microseconds after the Unix epoch."""
+    return EPOCH + datetime.timedelta(microseconds=micros)
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
