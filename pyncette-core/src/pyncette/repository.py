@@ -139,6 +139,17 @@ class Repository(abc.ABC):
         are never claimed.
         """
 
+    def set_wakeup_callback(self, callback: WakeupCallback) -> None:
+        """Ask the repository to push wake-ups to the scheduler (optional capability).
+
+        A backend with a push channel (LISTEN/NOTIFY, pub/sub, ...) calls ``callback(task, when)``
+        soon after *any* worker registered, resumed or released an instance of scope ``task``
+        whose ``next_run`` is ``when``, so that workers do not wait for their next poll. The
+        callback is cheap, never blocks and may be called from the backend's own tasks. Backends
+        without a push channel keep this default, which ignores the callback; polling still works.
+        """
+        del callback
+
     async def commit_task(self, now: datetime.datetime, completion: Completion) -> None:
         """Apply one completion; raise :class:`LeaseLostException` if it does not apply."""
         (applied,) = await self.complete_tasks(now, [completion])
@@ -152,6 +163,9 @@ class Repository(abc.ABC):
             raise TaskLockedException(registration.key.instance or registration.key.task)
         return outcome
 
+
+WakeupCallback = Callable[[str, datetime.datetime], None]
+"""``callback(task, when)``: an instance of scope ``task`` may be due at ``when`` (UTC)."""
 
 RepositoryFactory = Callable[..., AsyncContextManager[Repository]]
 """``factory(**options)`` returns an async context manager that yields a ready repository.
