@@ -204,6 +204,21 @@ class BackendInfo:
     distribution: str = ""
 
 
+@attrs.frozen(kw_only=True)
+class TaskStatus:
+    """What the store says about an instance; attached to tasks returned by ``get_task`` / ``list_tasks``."""
+
+    next_run: datetime.datetime
+    paused: bool
+    locked_until: datetime.datetime | None
+    locked_by: str | None
+    fencing_token: int
+    attempt: int
+    missed: int
+    coalesced: int
+    given_up: int
+
+
 def fencing_token_after(previous: int, now: datetime.datetime) -> int:
     """The fencing token for a new claim: greater than ``previous`` and than ``now`` in microseconds.
 

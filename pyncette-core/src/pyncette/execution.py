@@ -1,0 +1,282 @@
+"""Running one claimed instance: misfires, execution modes, heartbeats, retries, completion."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import time
+import zoneinfo
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+
+import anyio
+import attrs
+
+from pyncette.context import Context
+from pyncette.errors import LeaseLostException
+from pyncette.model import ClaimedTask, Completion, ExecutionMode, FailureMode, Lease, from_micros, to_micros
+from pyncette.schedule import resolve_misfire
+
+if TYPE_CHECKING:
+    from pyncette.pyncette import PyncetteContext
+    from pyncette.task import Task
+
+logger = logging.getLogger(__name__)
+
+Middleware = Callable[[Context, Callable[[], Awaitable[None]]], Awaitable[None]]
+
+COMMIT_ATTEMPTS = 5
+"""A commit that fails on a store error is retried this many times before the slot is left to its lease."""
+
+
+@attrs.define(kw_only=True)
+class InstanceData:
+    """The bookkeeping stored in ``TaskState.data``.
+
+    ``attempt`` counts failed attempts of ``retry_slot`` (the slot being retried, in epoch
+    microseconds, set only while a retry is pending); the counters only grow.
+    """
+
+    attempt: int = 0
+    retry_slot: int | None = None
+    missed: int = 0
+    coalesced: int = 0
+    given_up: int = 0
+
+    @classmethod
+    def load(cls, text: str) -> InstanceData:
+        raw = json.loads(text) if text else {}
+        return cls(**{f.name: raw[f.name] for f in attrs.fields(cls) if f.name in raw})
+
+    def dump(self) -> str:
+        return json.dumps({k: v for k, v in attrs.asdict(self).items() if v}, separators=(",", ":"))
+
+
+def in_task_zone(task: Task, moment: datetime.datetime) -> datetime.datetime:
+    zone = task.timezone
+    return moment.astimezone(zoneinfo.ZoneInfo(zone)) if zone else moment
+
+
+@attrs.define(eq=False)
+class Execution:
+    """One claimed instance on its way through the scheduler (one object per claim)."""
+
+    app_context: PyncetteContext
+    task: Task
+    claimed: ClaimedTask
+    _lease: Lease = attrs.field(init=False)
+    _released: bool = attrs.field(init=False, default=False)
+    _lost: bool = attrs.field(init=False, default=False)
+    _context: Context | None = attrs.field(init=False, default=None)
+    _started: float = attrs.field(init=False, default=0.0)
+
+    def __attrs_post_init__(self) -> None:
+        self._lease = self.claimed.lease
+
+    @property
+    def _hooks(self) -> Any:
+        return self.app_context.app.plugin_manager.hook
+
+    async def run(self) -> None:
+        """Run the instance; if cancelled (shutdown past its grace period), release its lease."""
+        try:
+            await self._run()
+        except anyio.get_cancelled_exc_class():
+            if not self._released:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                    state = self.claimed.state
+                    release = Completion(key=state.key, lease=self._lease, next_run=state.next_run, data=state.data)
+                    await self.app_context.repository.complete_tasks(self.app_context.clock.now(), [release])
+                    logger.info("task %s cancelled at shutdown; its lease was released", self.task.full_name)
+            raise
+
+    async def _run(self) -> None:
+        state, lease = self.claimed.state, self.claimed.lease
+        self._lease = lease
+        template = self.task.template
+        now = self.app_context.clock.now()
+        data = InstanceData.load(state.data)
+        schedule = self.task.compiled_schedule
+        assert schedule is not None
+        if data.retry_slot is not None:
+            slot: datetime.datetime | None = from_micros(data.retry_slot)
+            assert slot is not None
+            next_slot = schedule.next_after(slot)
+        else:
+            misfire = resolve_misfire(schedule, state.next_run, now, template.catch_up, template.misfire_grace)
+            slot, next_slot = misfire.run, misfire.next_slot
+            if misfire.missed or misfire.coalesced:
+                data.missed += misfire.missed
+                data.coalesced += misfire.coalesced
+                self._hooks.pyncette_on_misfire(
+                    task=self.task, instance=state.key.instance, missed=misfire.missed, coalesced=misfire.coalesced
+                )
+            if slot is None:
+                await self._complete(lease, next_slot, data)
+                return
+        if template.execution_mode is ExecutionMode.AT_MOST_ONCE:
+            data.attempt, data.retry_slot = 0, None
+            if not await self._complete(lease, next_slot, data):
+                return
+            await self._run_body(slot, data, None)
+            return
+        succeeded = await self._run_body(slot, data, lease)
+        if succeeded is None:
+            return
+        if succeeded:
+            data.attempt, data.retry_slot = 0, None
+            await self._complete(self._lease, next_slot, data, outcome="succeeded")
+        else:
+            await self._failed(slot, next_slot, data)
+
+    async def _failed(self, slot: datetime.datetime, next_slot: datetime.datetime | None, data: InstanceData) -> None:
+        template = self.task.template
+        attempts = data.attempt + 1
+        gives_up = template.failure_mode is FailureMode.COMMIT or (
+            template.max_attempts is not None and attempts >= template.max_attempts
+        )
+        if gives_up:
+            data.attempt, data.retry_slot = 0, None
+            data.given_up += 1
+            await self._complete(self._lease, next_slot, data, outcome="given_up")
+            return
+        if template.failure_mode is FailureMode.NONE and template.max_attempts is None:
+            self._report("failed")
+            return
+        now = self.app_context.clock.now()
+        delay = min(template.retry_delay * template.retry_backoff ** (attempts - 1), template.retry_max_delay)
+        retry_at = now + delay
+        if template.failure_mode is FailureMode.NONE:
+            retry_at = max(retry_at, self._lease.locked_until)
+        data.attempt, data.retry_slot = attempts, to_micros(slot)
+        await self._complete(self._lease, retry_at, data, outcome="failed")
+
+    # the body
+
+    async def _run_body(self, slot: datetime.datetime, data: InstanceData, lease: Lease | None) -> bool | None:
+        """Run middlewares and the task; True on success, False on failure, None if cancelled by lease loss."""
+        self._lease = lease if lease is not None else self.claimed.lease
+        context = Context(
+            app_context=self.app_context,
+            task=self.task,
+            scheduled_at=in_task_zone(self.task, slot),
+            attempt=data.attempt + 1,
+            lease=lease,
+            heartbeat=self._heartbeat if lease is not None else None,
+        )
+        self._context = context
+        self._started = time.monotonic()
+        interval = None
+        if lease is not None:
+            interval = self._hooks.pyncette_heartbeat_interval(
+                task=self.task, lease_duration=self.task.template.lease_duration
+            )
+            if interval is None:
+                interval = self.task.template.heartbeat_interval
+        self._lost = False
+        error: Exception | None = None
+        async with anyio.create_task_group() as group:
+
+            async def body() -> None:
+                nonlocal error
+                try:
+                    await self.app_context.app._call_chain(context)
+                except Exception as exc:
+                    error = exc
+                finally:
+                    group.cancel_scope.cancel()
+
+            if interval:
+                group.start_soon(self._heartbeat_loop, interval, group.cancel_scope)
+            group.start_soon(body)
+        if error is not None:
+            logger.error(
+                "task %s (scheduled at %s) failed", self.task.full_name, slot.isoformat(), exc_info=error
+            )
+            if lease is None:
+                self._report("failed")
+            return False
+        if self._lost and self.task.template.cancel_on_lease_lost:
+            self._report("lease_lost")
+            return None
+        if lease is None:
+            self._report("succeeded")
+        return True
+
+    async def _heartbeat(self) -> Lease:
+        template = self.task.template
+        extended = await self.app_context.repository.extend_lease(
+            self.app_context.clock.now(), self.claimed.state.key, self._lease, template.lease_duration
+        )
+        if extended is None:
+            self._lost = True
+            self._hooks.pyncette_on_lease_lost(context=self._context)
+            raise LeaseLostException(self.task)
+        self._lease = extended
+        self._hooks.pyncette_on_heartbeat(context=self._context, lease=extended)
+        return extended
+
+    async def _heartbeat_loop(self, interval: datetime.timedelta, body: anyio.CancelScope) -> None:
+        clock = self.app_context.clock
+        while True:
+            await clock.sleep_until(clock.now() + interval)
+            assert self._context is not None
+            try:
+                await self._context.heartbeat()
+            except LeaseLostException:
+                logger.warning("task %s lost its lease while running", self.task.full_name)
+                if self.task.template.cancel_on_lease_lost:
+                    body.cancel()
+                return
+            except Exception as exc:
+                logger.warning("task %s: lease extension failed: %s", self.task.full_name, exc)
+                self._hooks.pyncette_on_lease_extension_failed(context=self._context, error=exc)
+
+    # completion
+
+    async def _complete(
+        self, lease: Lease, next_run: datetime.datetime | None, data: InstanceData, outcome: str | None = None
+    ) -> bool:
+        completion = Completion(key=self.claimed.state.key, lease=lease, next_run=next_run, data=data.dump())
+        self._released = True
+        delay = 0.05
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                applied = await self.app_context._batcher.complete(completion)
+                break
+            except Exception as exc:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    logger.error("task %s: could not commit (%s); its lease will expire", self.task.full_name, exc)
+                    return False
+                logger.warning("task %s: commit failed (%s), retrying", self.task.full_name, exc)
+                await anyio.sleep(delay)
+                delay *= 2
+        if not applied:
+            logger.warning("task %s: lease lost before commit", self.task.full_name)
+            if outcome is not None:
+                self._hooks.pyncette_on_lease_lost(context=self._context)
+                self._report("lease_lost")
+            return False
+        if outcome is not None:
+            self._report(outcome)
+        if next_run is not None:
+            self.app_context._note_next_run(self.claimed.state.key.task, next_run)
+        return True
+
+    def _report(self, outcome: str) -> None:
+        if self._context is None:
+            return
+        duration = datetime.timedelta(seconds=time.monotonic() - self._started)
+        self._hooks.pyncette_on_execution_finished(context=self._context, outcome=outcome, duration=duration)
+
+
+async def call_chain(middlewares: Sequence[Middleware], context: Context) -> None:
+    """Run ``middlewares`` around the task function, outermost first."""
+
+    async def step(index: int) -> None:
+        if index == len(middlewares):
+            await context.task.func(context)
+        else:
+            await middlewares[index](context, lambda: step(index + 1))
+
+    await step(0)

@@ -1,0 +1,600 @@
+"""The application object and its running context."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import inspect
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import uuid
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypeVar
+
+import anyio
+import attrs
+
+from pyncette.plugins import create_plugin_manager, resolve_backend
+from pyncette.batching import CompletionBatcher
+from pyncette.clock import Clock, SystemClock
+from pyncette.context import Context
+from pyncette.errors import ConfigurationError, TaskDefinitionError, TaskLockedException, TaskNotFoundError
+from pyncette.execution import Execution, InstanceData, Middleware, call_chain
+from pyncette.model import CatchUp, ClaimedTask, Registration, RegisterOutcome, TaskKey, TaskState, TaskStatus
+from pyncette.repository import Repository, RepositoryFactory
+from pyncette.schedule import resolve_misfire
+from pyncette.task import Task, TaskFunc, canonical_json
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+FixtureFunc = Callable[..., Any]
+
+POLL_BACKOFF_MAX = datetime.timedelta(seconds=30)
+"""Longest pause between polls of a scope whose store keeps failing."""
+MAX_CLAIM_ROUNDS_PER_TICK = 10_000
+"""Bound on back-to-back claims of one tick in tests (catch-up of a long outage, huge backlog)."""
+
+
+@attrs.frozen(kw_only=True)
+class QueryResult:
+    """A page of ``list_tasks``: the instances and the token of the next page (``None`` at the end)."""
+
+    tasks: list[Task]
+    continuation_token: str | None = None
+
+
+class Pyncette:
+    """A scheduler application: tasks, middlewares, fixtures and the backend they use.
+
+    ``repository_factory`` (pyncette 1.x style) or ``backend`` (an installed backend's name)
+    selects the store; with neither, the backend is inferred from the options given, or is the
+    default: SQLite in memory when pyncette-sqlite is installed, otherwise the memory backend.
+    Every other keyword is a backend option and is checked against the selected backend at once.
+    """
+
+    def __init__(
+        self,
+        repository_factory: RepositoryFactory | None = None,
+        *,
+        backend: str | None = None,
+        poll_interval: datetime.timedelta | float = datetime.timedelta(seconds=1),
+        concurrency_limit: int = 100,
+        batch_size: int = 100,
+        shutdown_grace: datetime.timedelta | float = datetime.timedelta(seconds=30),
+        worker_id: str | None = None,
+        plugins: Sequence[Any] = (),
+        autoload_plugins: bool | None = None,
+        configure_signals: bool = True,
+        **backend_options: Any,
+    ) -> None:
+        self.poll_interval = _positive("poll_interval", poll_interval)
+        self.shutdown_grace = _positive("shutdown_grace", shutdown_grace, allow_zero=True)
+        for name, value in (("concurrency_limit", concurrency_limit), ("batch_size", batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+        self.concurrency_limit = concurrency_limit
+        self.batch_size = batch_size
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.configure_signals = configure_signals
+        self.plugin_manager = create_plugin_manager(plugins, autoload=autoload_plugins)
+        self.backend_name, self.repository_factory = resolve_backend(
+            self.plugin_manager, backend=backend, repository_factory=repository_factory, options=backend_options
+        )
+        self.backend_options = backend_options
+        self._tasks: dict[str, Task] = {}
+        self._middlewares: list[Middleware] = []
+        self._fixtures: list[tuple[str, FixtureFunc]] = []
+        self._chain: list[Middleware] | None = None
+
+    # definition
+
+    def task(self, **kwargs: Any) -> Callable[[TaskFunc], Task]:
+        """Decorator of a static task: ``@app.task(schedule="*/5 * * * *")`` or ``interval=...``."""
+        return self._decorator(kwargs, dynamic=False)
+
+    def dynamic_task(self, **kwargs: Any) -> Callable[[TaskFunc], Task]:
+        """Decorator of a dynamic task template; instances are added with ``ctx.schedule_task``."""
+        return self._decorator(kwargs, dynamic=True)
+
+    def partitioned_task(self, **kwargs: Any) -> Callable[[TaskFunc], Task]:
+        """A dynamic task whose instances are spread over ``partition_count`` partitions (default 8).
+
+        ``enabled_partitions`` restricts which partitions this worker polls;
+        ``partition_selector(partition_count, instance_name)`` maps an instance to its partition.
+        """
+        kwargs.setdefault("partition_count", 8)
+        return self._decorator(kwargs, dynamic=True)
+
+    def _decorator(self, kwargs: dict[str, Any], *, dynamic: bool) -> Callable[[TaskFunc], Task]:
+        def register(func: TaskFunc) -> Task:
+            task = Task.define(func, dynamic=dynamic, **kwargs)
+            if task.name in self._tasks:
+                raise TaskDefinitionError(task.name, "a task with this name is already defined")
+            self._tasks[task.name] = task
+            return task
+
+        return register
+
+    def middleware(self, func: F) -> F:
+        """Register ``async def middleware(context, next)``; middlewares run in registration order."""
+        self._middlewares.append(func)
+        self._chain = None
+        return func
+
+    def fixture(self, name: str | None = None) -> Callable[[F], F]:
+        """Register an async generator fixture; its yielded value is ``context.<name>`` in every task.
+
+        Fixtures are set up in definition order before the first poll and torn down in reverse
+        order after the last running task finished. The function may take the app context.
+        """
+
+        def register(func: F) -> F:
+            fixture_name = name or func.__name__
+            if not inspect.isasyncgenfunction(func):
+                raise ConfigurationError(f"fixture {fixture_name!r} must be an async generator function")
+            if any(existing == fixture_name for existing, _ in self._fixtures):
+                raise ConfigurationError(f"fixture {fixture_name!r} is already defined")
+            self._fixtures.append((fixture_name, func))
+            return func
+
+        return register
+
+    @property
+    def tasks(self) -> list[Task]:
+        return list(self._tasks.values())
+
+    async def _call_chain(self, context: Context) -> None:
+        if self._chain is None:
+            contributed = [mw for result in self.plugin_manager.hook.pyncette_middlewares(app=self) for mw in result]
+            self._chain = [*contributed, *self._middlewares]
+        await call_chain(self._chain, context)
+
+    # running
+
+    @contextlib.asynccontextmanager
+    async def create(
+        self, context_items: Mapping[str, Any] | None = None, *, clock: Clock | None = None
+    ) -> AsyncIterator[PyncetteContext]:
+        """Open the store, set up fixtures and register static tasks; yield the running context."""
+        options = {**self.backend_options, "concurrency_limit": self.concurrency_limit, "batch_size": self.batch_size}
+        async with contextlib.AsyncExitStack() as stack:
+            repository = await stack.enter_async_context(self.repository_factory(**options))
+            context = PyncetteContext(self, repository, clock or SystemClock(), dict(context_items or {}))
+            for name, func in self._fixtures:
+                generator = func(context) if inspect.signature(func).parameters else func()
+                context._items[name] = await generator.__anext__()
+                stack.push_async_callback(_close_fixture, name, generator)
+            await context._register_static_tasks()
+            yield context
+
+    def main(self) -> None:
+        """Run the app until SIGINT or SIGTERM: the first drains gracefully, a second exits at once."""
+        logging.basicConfig(
+            level=os.environ.get("PYNCETTE_LOG_LEVEL", "INFO").upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+        async def serve() -> None:
+            async with self.create() as context:
+                async with anyio.create_task_group() as group:
+                    if self.configure_signals:
+                        group.start_soon(_handle_signals, context, group.cancel_scope)
+                    await context.run()
+                    group.cancel_scope.cancel()
+
+        anyio.run(serve)
+
+
+
+async def _close_fixture(name: str, generator: Any) -> None:
+    try:
+        await generator.__anext__()
+    except StopAsyncIteration:
+        return
+    logger.error("fixture %r yielded more than once", name)
+
+
+async def _handle_signals(context: PyncetteContext, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if context.shutting_down:
+                logger.warning("second %s: exiting at once", signal.Signals(signum).name)
+                sys.exit(128 + signum)
+            logger.info("%s: finishing running tasks, then stopping", signal.Signals(signum).name)
+            context.shutdown()
+
+
+def _positive(name: str, value: datetime.timedelta | float, *, allow_zero: bool = False) -> datetime.timedelta:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = datetime.timedelta(seconds=value)
+    if not isinstance(value, datetime.timedelta) or value < datetime.timedelta(0) or (not allow_zero and not value):
+        raise ConfigurationError(f"{name} must be a positive timedelta or number of seconds, got {value!r}")
+    return value
+
+
+class PyncetteContext:
+    """A running app: the store, the poll loop, and the API to manage dynamic instances."""
+
+    def __init__(self, app: Pyncette, repository: Repository, clock: Clock, items: dict[str, Any]) -> None:
+        self.app = app
+        self.repository = repository
+        self.clock = clock
+        self._items = items
+        self.last_tick: datetime.datetime | None = None
+        self.last_successful_poll: datetime.datetime | None = None
+        self.shutting_down = False
+        self._next_check: dict[str, datetime.datetime] = {}
+        self._scope_tasks: dict[str, Task] = {}
+        self._failures: dict[str, int] = {}
+        self._instances: dict[tuple[str, str], Task] = {}
+        self._sleep_scope: anyio.CancelScope | None = None
+        self._woken = False
+        self._running = 0
+        self._starved: set[str] = set()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._limiter = anyio.CapacityLimiter(app.concurrency_limit)
+        self._batcher = CompletionBatcher(repository, clock)
+        self._spawn: Callable[[Execution], None] | None = None
+        self._undecodable: set[tuple[TaskKey, str]] = set()
+        now = clock.now()
+        for task in app.tasks:
+            if task.enabled:
+                for scope in task.scopes():
+                    self._scope_tasks[scope] = task
+                    self._next_check[scope] = now
+        repository.set_wakeup_callback(self._note_next_run)
+
+    def add_to_context(self, name: str, value: Any) -> None:
+        """Make ``value`` available to every task as ``context.<name>``."""
+        self._items[name] = value
+
+    # the loop
+
+    async def run(self) -> None:
+        """Poll and execute until :meth:`shutdown`; then drain running tasks and return."""
+        async with anyio.create_task_group() as service:
+            service.start_soon(self._batcher.run)
+            try:
+                async with anyio.create_task_group() as executions:
+                    self._spawn = lambda execution: executions.start_soon(self._execute, execution)
+                    while not self.shutting_down:
+                        await self._poll_due(self.clock.now())
+                        await self._sleep_until(self._wake_time())
+                    self._spawn = None
+                    with anyio.move_on_after(self.app.shutdown_grace.total_seconds()):
+                        await self._idle.wait()
+                    if self._running:
+                        logger.warning("cancelling %d task(s) still running after the grace period", self._running)
+                    executions.cancel_scope.cancel()
+            finally:
+                self._batcher.close()
+
+    async def tick(self) -> int:
+        """Poll once at the clock's current time, run what is due and wait for it; return the count.
+
+        Claims repeat while the store reports more due instances, so a tick drains everything due
+        now, including missed slots that a misfire policy runs one after another. Meant for tests
+        driven by :class:`pyncette.testing.FakeClock`; a running app uses :meth:`run`.
+        """
+        executed = 0
+        async with anyio.create_task_group() as service:
+            service.start_soon(self._batcher.run)
+            try:
+                for _ in range(MAX_CLAIM_ROUNDS_PER_TICK):
+                    batch: list[Execution] = []
+                    self._spawn = batch.append
+                    await self._poll_due(self.clock.now())
+                    self._spawn = None
+                    if not batch:
+                        break
+                    executed += len(batch)
+                    async with anyio.create_task_group() as executions:
+                        for execution in batch:
+                            executions.start_soon(self._execute, execution)
+            finally:
+                self._batcher.close()
+        self._batcher = CompletionBatcher(self.repository, self.clock)
+        return executed
+
+    def shutdown(self) -> None:
+        """Stop polling; running tasks get ``shutdown_grace`` to finish. Safe to call repeatedly."""
+        self.shutting_down = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Interrupt the loop's sleep so it polls at once."""
+        self._woken = True
+        if self._sleep_scope is not None:
+            self._sleep_scope.cancel()
+
+    def next_wakeup(self) -> datetime.datetime:
+        """When the loop will next poll (used by :class:`pyncette.testing.FakeClock` drivers)."""
+        return self._wake_time()
+
+    def _wake_time(self) -> datetime.datetime:
+        now = self.clock.now()
+        horizon = now + self.app.poll_interval
+        return min([horizon, *self._next_check.values()])
+
+    async def _sleep_until(self, deadline: datetime.datetime) -> None:
+        if self._woken:
+            self._woken = False
+            return
+        with anyio.CancelScope() as scope:
+            self._sleep_scope = scope
+            await self.clock.sleep_until(deadline)
+        self._sleep_scope = None
+        self._woken = False
+
+    def _note_next_run(self, scope: str, when: datetime.datetime) -> None:
+        current = self._next_check.get(scope)
+        if current is not None and when < current:
+            self._next_check[scope] = when
+            self.wake()
+
+    async def _poll_due(self, now: datetime.datetime) -> None:
+        self.last_tick = now
+        for scope, due_at in list(self._next_check.items()):
+            if due_at <= now and not self.shutting_down:
+                await self._poll_scope(scope, now)
+
+    async def _poll_scope(self, scope: str, now: datetime.datetime) -> None:
+        task = self._scope_tasks[scope]
+        capacity = int(self._limiter.available_tokens) - (self._running - int(self._limiter.borrowed_tokens))
+        if capacity <= 0:
+            self._starved.add(scope)
+            self._next_check[scope] = now + self.app.poll_interval
+            return
+        try:
+            result = await self.repository.claim_due(
+                now,
+                scope,
+                owner=self.app.worker_id,
+                lease_duration=task.lease_duration,
+                limit=1 if not task.dynamic else min(self.app.batch_size, capacity),
+                instance=None if task.dynamic else "",
+            )
+        except Exception as exc:
+            failures = self._failures[scope] = self._failures.get(scope, 0) + 1
+            backoff = min(self.app.poll_interval * 2 ** min(failures, 10), POLL_BACKOFF_MAX)
+            backoff *= random.uniform(0.5, 1.0)
+            logger.warning("polling %s failed (%s); retrying in %.1fs", scope, exc, backoff.total_seconds())
+            self._next_check[scope] = now + backoff
+            return
+        self._failures.pop(scope, None)
+        self.last_successful_poll = now
+        next_check = now + self.app.poll_interval
+        if result.next_due is not None:
+            next_check = min(next_check, result.next_due)
+        if result.more:
+            next_check = now
+            self.wake()
+        self._next_check[scope] = next_check
+        for claimed in result.claimed:
+            execution = self._prepare(task, claimed)
+            if execution is not None and self._spawn is not None:
+                self._running += 1
+                self._idle = anyio.Event() if self._idle.is_set() else self._idle
+                self._spawn(execution)
+
+    def _prepare(self, task: Task, claimed: ClaimedTask) -> Execution | None:
+        if not task.dynamic:
+            return Execution(self, task, claimed)
+        state = claimed.state
+        cache_key = (state.key.instance, state.spec)
+        instance = self._instances.get(cache_key)
+        if instance is None:
+            try:
+                instance = task.from_spec(state.key.instance, json.loads(state.spec))
+            except Exception as exc:
+                marker = (state.key, state.spec)
+                if marker not in self._undecodable:
+                    self._undecodable.add(marker)
+                    logger.error("cannot read stored instance %s/%s (%s); leaving it to its lease", task.name, state.key.instance, exc)
+                return None
+            if len(self._instances) > 50_000:
+                self._instances.clear()
+            self._instances[cache_key] = instance
+        return Execution(self, instance, claimed)
+
+    async def _execute(self, execution: Execution) -> None:
+        try:
+            async with self._limiter:
+                await execution.run()
+        except Exception:
+            logger.exception("internal error while running %s", execution.task.full_name)
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+            if self._starved:
+                now = self.clock.now()
+                for scope in self._starved:
+                    self._next_check[scope] = min(self._next_check[scope], now)
+                self._starved.clear()
+                self.wake()
+
+    async def _register_static_tasks(self) -> None:
+        now = self.clock.now()
+        registrations = []
+        for task in self.app.tasks:
+            if task.enabled and not task.dynamic:
+                assert task.compiled_schedule is not None
+                first = task.compiled_schedule.first_run(now)
+                if first is None:
+                    continue
+                spec = canonical_json(task.name, "schedule", task.static_spec())
+                registrations.append(Registration(key=task.key, spec=spec, data="{}", next_run=first))
+        if registrations:
+            await self.repository.register_tasks(now, registrations)
+
+    # managing instances
+
+    def _resolve(self, task: Task | str) -> Task:
+        if isinstance(task, str):
+            try:
+                return self.app._tasks[task]
+            except KeyError:
+                raise TaskDefinitionError(task, "no such task is defined") from None
+        return task.template
+
+    async def schedule_task(self, task: Task | str, instance_name: str, *, force: bool = False, **kwargs: Any) -> Task:
+        """Create or update the instance ``instance_name`` of a dynamic task; return it.
+
+        Keywords are as for :meth:`Task.instantiate`. If the instance exists with the same
+        definition, its pending run is kept; a changed definition re-plans it. An instance locked
+        by a running worker raises :class:`TaskLockedException` unless ``force`` is true, which
+        takes it over (the running worker's lease becomes stale).
+        """
+        (instance,) = await self.schedule_tasks([(task, instance_name, kwargs)], force=force)
+        return instance
+
+    async def schedule_tasks(
+        self, instances: Iterable[Task | tuple[Task | str, str, Mapping[str, Any]]], *, force: bool = False
+    ) -> list[Task]:
+        """Register many instances in as few store round trips as the backend allows.
+
+        Each item is an instance (``template.instantiate(name, ...)``) or a tuple ``(template,
+        name, keywords)``. Semantics per instance are those of :meth:`schedule_task`; every
+        instance is registered even if some are locked, then :class:`TaskLockedException` names
+        the locked ones.
+        """
+        now = self.clock.now()
+        tasks: list[Task] = []
+        registrations: list[Registration] = []
+        for item in instances:
+            if isinstance(item, Task):
+                instance = item
+            else:
+                template, name, kwargs = item
+                template = self._resolve(template)
+                if not template.dynamic:
+                    raise TaskDefinitionError(template.name, "schedule_task needs a dynamic task, not a static one")
+                instance = template.instantiate(name, **kwargs)
+            if not instance.is_instance:
+                raise TaskDefinitionError(instance.name, "schedule_tasks needs instances of dynamic tasks")
+            assert instance.compiled_schedule is not None
+            first = instance.compiled_schedule.first_run(now)
+            if first is None:
+                raise TaskDefinitionError(instance.full_name, "the schedule has no future run")
+            spec = canonical_json(instance.full_name, "instance", instance.instance_spec())
+            registrations.append(Registration(key=instance.key, spec=spec, data="{}", next_run=first, force=force))
+            tasks.append(instance)
+        if not registrations:
+            return []
+        outcomes = await self.repository.register_tasks(now, registrations)
+        locked = []
+        for instance, registration, outcome in zip(tasks, registrations, outcomes):
+            if outcome is RegisterOutcome.LOCKED:
+                locked.append(instance)
+            else:
+                self._note_next_run(registration.key.task, registration.next_run)
+        if locked:
+            names = ", ".join(repr(t.full_name) for t in locked[:10])
+            raise TaskLockedException(locked[0] if len(locked) == 1 else locked, f"locked by another worker: {names}")
+        return tasks
+
+    async def unschedule_task(self, task: Task | str, instance_name: str | None = None) -> None:
+        """Remove a dynamic instance (``unschedule_task(instance)`` or ``(template, name)``). Idempotent."""
+        key = self._key(task, instance_name)
+        await self.repository.unregister_task(self.clock.now(), key)
+
+    def _key(self, task: Task | str, instance_name: str | None) -> TaskKey:
+        if isinstance(task, Task) and task.is_instance:
+            return task.key
+        template = self._resolve(task)
+        if template.dynamic and instance_name is None:
+            raise TaskDefinitionError(template.name, "an instance name is needed for a dynamic task")
+        return template.key_for(instance_name)
+
+    async def get_task(self, task: Task | str, instance_name: str | None = None) -> Task | None:
+        """The static task or the dynamic instance with its stored status (``.status``), or None."""
+        key = self._key(task, instance_name)
+        state = await self.repository.get_task(key)
+        if state is None:
+            return None
+        return self._with_status(self._resolve(task if not isinstance(task, Task) else task.template), state)
+
+    async def list_tasks(
+        self, task: Task | str, limit: int | None = None, continuation_token: str | None = None
+    ) -> QueryResult:
+        """One page of the instances of a dynamic task (all partitions), in a stable order."""
+        template = self._resolve(task)
+        if not template.dynamic:
+            found = await self.get_task(template)
+            return QueryResult(tasks=[found] if found else [])
+        page_size = limit or self.app.batch_size
+        scopes = template.all_scopes()
+        index, inner = 0, None
+        if continuation_token:
+            try:
+                index_text, _, inner_text = continuation_token.partition("|")
+                index, inner = int(index_text), (inner_text or None)
+            except ValueError:
+                raise ConfigurationError(f"invalid continuation token {continuation_token!r}") from None
+        tasks: list[Task] = []
+        while index < len(scopes) and len(tasks) < page_size:
+            page = await self.repository.list_tasks(scopes[index], limit=page_size - len(tasks), continuation=inner)
+            tasks.extend(t for t in (self._with_status(template, s) for s in page.states) if t is not None)
+            if page.continuation is None:
+                index, inner = index + 1, None
+            else:
+                inner = page.continuation
+        token = f"{index}|{inner or ''}" if index < len(scopes) else None
+        return QueryResult(tasks=tasks, continuation_token=token)
+
+    def _with_status(self, template: Task, state: TaskState) -> Task | None:
+        try:
+            task = template.from_spec(state.key.instance, json.loads(state.spec)) if template.dynamic else template
+        except Exception as exc:
+            logger.warning("cannot read stored instance %s (%s)", state.key, exc)
+            return None
+        data = InstanceData.load(state.data)
+        status = TaskStatus(
+            next_run=state.next_run,
+            paused=state.paused,
+            locked_until=state.locked_until,
+            locked_by=state.locked_by,
+            fencing_token=state.fencing_token,
+            attempt=data.attempt,
+            missed=data.missed,
+            coalesced=data.coalesced,
+            given_up=data.given_up,
+        )
+        if not template.dynamic:
+            task = attrs.evolve(template)
+        task.status = status
+        return task
+
+    async def pause_task(self, task: Task | str, instance_name: str | None = None) -> None:
+        """Pause a static task or a dynamic instance: it is not run until resumed."""
+        key = self._key(task, instance_name)
+        if not await self.repository.set_paused(self.clock.now(), key, True):
+            raise TaskNotFoundError(key.task, key.instance)
+
+    async def resume_task(
+        self, task: Task | str, instance_name: str | None = None, *, catch_up: CatchUp | str | None = None
+    ) -> None:
+        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy)."""
+        key = self._key(task, instance_name)
+        now = self.clock.now()
+        state = await self.repository.get_task(key)
+        if state is None:
+            raise TaskNotFoundError(key.task, key.instance)
+        resolved = self._with_status(self._resolve(task if not isinstance(task, Task) else task.template), state)
+        next_run = None
+        if catch_up is not None and resolved is not None and state.next_run <= now:
+            policy = CatchUp(catch_up.lower() if isinstance(catch_up, str) else catch_up)
+            assert resolved.compiled_schedule is not None
+            misfire = resolve_misfire(
+                resolved.compiled_schedule, state.next_run, now, policy, datetime.timedelta(0) if policy is CatchUp.SKIP else None
+            )
+            next_run = misfire.run or misfire.next_slot
+        await self.repository.set_paused(now, key, False, next_run)
+        self._note_next_run(key.task, next_run or state.next_run)

@@ -1,0 +1,169 @@
+"""Task definition API and the errors raised for bad input, where the mistake is made."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from pyncette import Context, ExecutionMode, FailureMode, Task
+from pyncette.errors import ConfigurationError, TaskDefinitionError
+from pyncette.model import CatchUp
+from tests.core.conftest import make_app
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def noop(context: Context) -> None:
+    pass
+
+
+def test_task_decorator_returns_a_callable_task() -> None:
+    app = make_app()
+    called = []
+
+    @app.task(interval=datetime.timedelta(seconds=5), user="x")
+    async def job(context: Context) -> None:
+        called.append(context)
+
+    assert isinstance(job, Task)
+    assert job.name == "job" and job.extra_args == {"user": "x"} and not job.dynamic
+    assert app.tasks == [job]
+
+
+async def test_called_task_runs_its_function() -> None:
+    app = make_app()
+    seen: list[object] = []
+
+    @app.task(interval=5)
+    async def job(context: object) -> None:
+        seen.append(context)
+
+    await job("ctx")
+    assert seen == ["ctx"]
+
+
+def test_stacked_decorators_with_explicit_names() -> None:
+    app = make_app()
+
+    @app.task(name="every-minute", schedule="* * * * *")
+    @app.task(name="every-ten-seconds", schedule="* * * * * */10")
+    async def job(context: Context) -> None:
+        pass
+
+    assert [t.name for t in app.tasks] == ["every-ten-seconds", "every-minute"]
+    assert app.tasks[0].func is app.tasks[1].func
+
+
+def test_duplicate_task_names_are_rejected() -> None:
+    app = make_app()
+    app.task(name="a", interval=1)(noop)
+    with pytest.raises(TaskDefinitionError, match="'a'.*already defined"):
+        app.task(name="a", interval=2)(noop)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"schedule": "61 * * * *"}, "61 \\* \\* \\* \\*"),
+        ({"schedule": "not a cron"}, "not a cron"),
+        ({"schedule": "* * * * *", "timezone": "Mars/Olympus"}, "Mars/Olympus"),
+        ({}, "one of schedule, interval"),
+        ({"schedule": "* * * * *", "interval": 5}, "schedule"),
+        ({"interval": 0}, "interval"),
+        ({"interval": datetime.timedelta(seconds=-1)}, "interval"),
+        ({"interval": "5s"}, "interval"),
+        ({"interval": 5, "payload": object()}, "JSON"),
+        ({"interval": 5, "execution_mode": ExecutionMode.AT_MOST_ONCE, "failure_mode": FailureMode.UNLOCK}, "failure_mode"),
+        ({"interval": 5, "execution_mode": ExecutionMode.AT_MOST_ONCE, "max_attempts": 3}, "max_attempts"),
+        ({"interval": 5, "max_attempts": 0}, "max_attempts"),
+        ({"interval": 5, "catch_up": "sometimes"}, "catch_up"),
+        ({"interval": 5, "lease_duration": 0}, "lease_duration"),
+        ({"execute_at": datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)}, "execute_at"),
+    ],
+)
+def test_bad_static_definitions_fail_at_definition_naming_task_and_value(options: dict[str, object], message: str) -> None:
+    app = make_app()
+    with pytest.raises(TaskDefinitionError, match=message) as caught:
+        app.task(name="bad_task", **options)(noop)
+    assert "bad_task" in str(caught.value)
+    assert app.tasks == []
+
+
+@pytest.mark.parametrize("name", ["", "a:b", "x" * 201])
+def test_bad_task_names(name: str) -> None:
+    with pytest.raises(TaskDefinitionError):
+        make_app().task(name=name, interval=1)(noop)
+
+
+def test_fast_forward_maps_to_catch_up_latest() -> None:
+    app = make_app()
+    task = app.task(interval=5, fast_forward=True)(noop)
+    assert task.catch_up is CatchUp.LATEST
+    assert "fast_forward" not in task.extra_args
+
+
+def test_dynamic_template_needs_no_schedule_but_instances_do() -> None:
+    app = make_app()
+    template = app.dynamic_task()(noop)
+    with pytest.raises(TaskDefinitionError, match="noop/i1"):
+        template.instantiate("i1")
+    instance = template.instantiate("i1", interval=10, user_id=7)
+    assert instance.name == "i1" and instance.parent_task is template and instance.extra_args == {"user_id": 7}
+
+
+@pytest.mark.parametrize("name", ["", "x" * 513, 5])
+def test_bad_instance_names(name: object) -> None:
+    template = make_app().dynamic_task()(noop)
+    with pytest.raises(TaskDefinitionError, match="instance names"):
+        template.instantiate(name, interval=1)  # type: ignore[arg-type]
+
+
+def test_instance_arguments_must_be_json() -> None:
+    template = make_app().dynamic_task(name="tpl")(noop)
+    with pytest.raises(TaskDefinitionError, match="tpl/i.*JSON"):
+        template.instantiate("i", interval=1, when=datetime.datetime.now())
+
+
+def test_static_task_cannot_be_instantiated() -> None:
+    task = make_app().task(interval=1)(noop)
+    with pytest.raises(TaskDefinitionError, match="only a dynamic task"):
+        task.instantiate("x", interval=1)
+
+
+def test_instance_overrides_template_schedule() -> None:
+    template = make_app().dynamic_task(interval=60)(noop)
+    instance = template.instantiate("x", schedule="0 * * * *")
+    assert instance.schedule == "0 * * * *" and instance.interval is None
+
+
+def test_partitioned_task_scopes_and_selector() -> None:
+    app = make_app()
+    task = app.partitioned_task(partition_count=4, enabled_partitions=[1, 3])(noop)
+    assert task.scopes() == ["noop:1", "noop:3"]
+    assert task.all_scopes() == ["noop:0", "noop:1", "noop:2", "noop:3"]
+    key = task.key_for("user-42")
+    assert key.task == f"noop:{task.partition_selector(4, 'user-42')}"
+    assert key == task.key_for("user-42")
+    with pytest.raises(TaskDefinitionError, match="enabled_partitions"):
+        app.partitioned_task(name="p2", partition_count=2, enabled_partitions=[5])(noop)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("concurrency_limit", 0), ("batch_size", -1), ("poll_interval", 0), ("concurrency_limit", "10")],
+)
+def test_bad_app_options(option: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=option):
+        make_app(**{option: value})
+
+
+def test_fixture_must_be_async_generator() -> None:
+    app = make_app()
+
+    async def not_a_generator() -> None:
+        pass
+
+    with pytest.raises(ConfigurationError, match="async generator"):
+        app.fixture()(not_a_generator)

@@ -1,0 +1,426 @@
+"""Execution modes, failure modes, retries, heartbeats, middlewares, fixtures and shutdown."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Awaitable, Callable
+
+import anyio
+import pytest
+
+from pyncette import Context, ExecutionMode, FailureMode, LeaseLostException
+from pyncette.model import TaskKey
+from pyncette.testing import FakeClock, run_until
+from pyncette.utils import with_heartbeat
+from tests.core.conftest import START, make_app
+
+
+pytestmark = pytest.mark.anyio
+
+S = datetime.timedelta(seconds=1)
+
+
+async def test_at_most_once_commits_before_running(clock: FakeClock) -> None:
+    app = make_app()
+    observed = []
+
+    @app.task(interval=10 * S, execution_mode=ExecutionMode.AT_MOST_ONCE)
+    async def job(context: Context) -> None:
+        state = await context.app_context.repository.get_task(TaskKey("job"))
+        observed.append((state.next_run, state.locked_by, context.fencing_token))
+        raise RuntimeError("boom")
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 20 * S)
+    assert observed == [(START + 20 * S, None, None), (START + 30 * S, None, None)]
+
+
+async def test_at_least_once_commits_after_running_with_a_lease(clock: FakeClock) -> None:
+    app = make_app()
+    observed = []
+
+    @app.task(interval=10 * S)
+    async def job(context: Context) -> None:
+        state = await context.app_context.repository.get_task(TaskKey("job"))
+        observed.append((state.next_run, state.locked_by == app.worker_id, context.fencing_token == state.fencing_token))
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 10 * S)
+        state = await ctx.repository.get_task(TaskKey("job"))
+    assert observed == [(START + 10 * S, True, True)]
+    assert state is not None and state.next_run == START + 20 * S and state.locked_by is None
+
+
+async def _failing_app(clock: FakeClock, **options: Any) -> tuple[list[tuple[datetime.datetime, datetime.datetime, int]], Any]:
+    app = make_app()
+    attempts: list[tuple[datetime.datetime, datetime.datetime, int]] = []
+
+    @app.task(interval=60 * S, lease_duration=5 * S, **options)
+    async def job(context: Context) -> None:
+        attempts.append((clock.now(), context.scheduled_at, context.attempt))
+        raise RuntimeError("always fails")
+
+    return attempts, app
+
+
+async def test_failure_mode_none_retries_after_the_lease_expires(clock: FakeClock) -> None:
+    attempts, app = await _failing_app(clock, failure_mode=FailureMode.NONE)
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 71 * S)
+    assert [(t, slot) for t, slot, _ in attempts] == [
+        (START + 60 * S, START + 60 * S),
+        (START + 65 * S, START + 60 * S),
+        (START + 70 * S, START + 60 * S),
+    ]
+
+
+async def test_failure_mode_unlock_retries_on_the_next_poll(clock: FakeClock) -> None:
+    attempts, app = await _failing_app(clock, failure_mode=FailureMode.UNLOCK, max_attempts=4)
+    async with app.create(clock=clock) as ctx:
+        await ctx.tick()
+        clock.set(START + 60 * S)
+        await ctx.tick()
+        found = await ctx.get_task("job")
+    assert [(t, slot, n) for t, slot, n in attempts] == [(START + 60 * S, START + 60 * S, n) for n in (1, 2, 3, 4)]
+    assert found is not None and found.status is not None
+    assert found.status.given_up == 1 and found.status.next_run == START + 120 * S and found.status.attempt == 0
+
+
+async def test_failure_mode_commit_moves_on(clock: FakeClock) -> None:
+    attempts, app = await _failing_app(clock, failure_mode=FailureMode.COMMIT)
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 125 * S)
+        found = await ctx.get_task("job")
+    assert [slot for _, slot, _ in attempts] == [START + 60 * S, START + 120 * S]
+    assert found is not None and found.status is not None and found.status.given_up == 2
+
+
+async def test_retry_back_off_is_exponential_and_capped(clock: FakeClock) -> None:
+    attempts, app = await _failing_app(
+        clock, failure_mode=FailureMode.UNLOCK, max_attempts=5, retry_delay=2 * S, retry_backoff=3, retry_max_delay=10 * S
+    )
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 100 * S)
+    times = [t for t, _, _ in attempts]
+    assert [int((b - a).total_seconds()) for a, b in zip(times, times[1:])] == [2, 6, 10, 10]
+    assert [n for _, _, n in attempts] == [1, 2, 3, 4, 5]
+    assert all(slot == START + 60 * S for _, slot, _ in attempts)
+
+
+async def test_retry_attempt_survives_a_worker_restart(clock: FakeClock) -> None:
+    from pyncette.memory import MemoryRepository
+
+    shared = MemoryRepository()
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def factory(**_: object):  # type: ignore[no-untyped-def]
+        yield shared
+
+    seen: list[int] = []
+    for until in (START + 61 * S, START + 63 * S):
+        app = make_app(backend=None, repository_factory=factory)
+
+        @app.task(name="job", interval=60 * S, failure_mode=FailureMode.UNLOCK, max_attempts=5, retry_delay=S, retry_backoff=1)
+        async def job(context: Context) -> None:
+            seen.append(context.attempt)
+            raise RuntimeError("fails")
+
+        async with app.create(clock=clock) as ctx:
+            await run_until(ctx, until)
+    assert seen == [1, 2, 3, 4]
+
+
+async def test_a_failing_task_does_not_stop_the_loop(clock: FakeClock) -> None:
+    app = make_app()
+    good = []
+
+    @app.task(interval=S)
+    async def bad(context: Context) -> None:
+        raise ValueError("broken")
+
+    @app.task(interval=S)
+    async def ok(context: Context) -> None:
+        good.append(context.scheduled_at)
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 5 * S)
+    assert len(good) == 5
+
+
+async def test_manual_heartbeat_extends_the_lease(clock: FakeClock) -> None:
+    app = make_app()
+    leases = []
+
+    @app.task(interval=60 * S, lease_duration=10 * S)
+    async def job(context: Context) -> None:
+        clock.advance(8 * S)
+        await context.heartbeat()
+        assert context.lease is not None
+        leases.append(context.lease.locked_until)
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 60 * S)
+    assert leases == [START + 78 * S]
+
+
+async def test_heartbeat_after_lease_taken_over_raises_lease_lost(clock: FakeClock) -> None:
+    app = make_app()
+    outcomes = []
+
+    @app.task(interval=60 * S, lease_duration=10 * S)
+    async def job(context: Context) -> None:
+        clock.advance(11 * S)
+        await context.app_context.repository.claim_due(clock.now(), "job", owner="thief", lease_duration=10 * S, limit=1)
+        try:
+            await context.heartbeat()
+        except LeaseLostException:
+            outcomes.append("lost")
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 60 * S)
+        state = await ctx.repository.get_task(TaskKey("job"))
+    assert outcomes == ["lost"]
+    assert state is not None and state.locked_by == "thief", "the stale worker must not commit"
+
+
+async def test_automatic_heartbeat_with_heartbeat_decorator(clock: FakeClock) -> None:
+    app = make_app()
+    leases: list[datetime.datetime] = []
+    started = anyio.Event()
+    release = anyio.Event()
+
+    @app.task(interval=60 * S, lease_duration=10 * S)
+    @with_heartbeat(lease_remaining_ratio=0.5)
+    async def job(context: Context) -> None:
+        started.set()
+        await release.wait()
+        assert context.lease is not None
+        leases.append(context.lease.locked_until)
+
+    assert job.heartbeat_interval == 5 * S
+    async with app.create(clock=clock) as ctx:
+        clock.set(START + 60 * S)
+        async with anyio.create_task_group() as group:
+            group.start_soon(ctx.tick)
+            await started.wait()
+            for _ in range(3):
+                await anyio.wait_all_tasks_blocked()
+                clock.advance(5 * S)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+    assert leases == [START + 85 * S]
+
+
+async def test_cancel_on_lease_lost(clock: FakeClock) -> None:
+    app = make_app()
+    finished = []
+    started = anyio.Event()
+
+    @app.task(interval=60 * S, lease_duration=10 * S)
+    @with_heartbeat(cancel_on_lease_lost=True)
+    async def job(context: Context) -> None:
+        started.set()
+        await anyio.sleep_forever()
+        finished.append(1)
+
+    async with app.create(clock=clock) as ctx:
+        clock.set(START + 60 * S)
+        async with anyio.create_task_group() as group:
+            group.start_soon(ctx.tick)
+            await started.wait()
+            await ctx.repository.unregister_task(clock.now(), TaskKey("job"))
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(5 * S)
+    assert finished == []
+
+
+async def test_middlewares_wrap_in_registration_order(clock: FakeClock) -> None:
+    app = make_app()
+    order: list[str] = []
+
+    @app.middleware
+    async def outer(context: Context, next: Callable[[], Awaitable[None]]) -> None:
+        order.append("outer-in")
+        await next()
+        order.append("outer-out")
+
+    @app.middleware
+    async def inner(context: Context, next: Callable[[], Awaitable[None]]) -> None:
+        order.append("inner-in")
+        await next()
+        order.append("inner-out")
+
+    @app.task(interval=S)
+    async def job(context: Context) -> None:
+        order.append("task")
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + S)
+    assert order == ["outer-in", "inner-in", "task", "inner-out", "outer-out"]
+
+
+async def test_fixtures_set_up_before_and_torn_down_after_running_tasks_in_reverse(clock: FakeClock) -> None:
+    app = make_app()
+    events: list[str] = []
+
+    @app.fixture()
+    async def first() -> Any:
+        events.append("first-up")
+        yield "one"
+        events.append("first-down")
+
+    @app.fixture(name="second")
+    async def make_second(app_context: Any) -> Any:
+        events.append("second-up")
+        yield "two"
+        events.append("second-down")
+
+    @app.task(interval=S)
+    async def job(context: Context) -> None:
+        events.append(f"task {context.first} {context.second}")
+        await anyio.sleep(0.01)
+        events.append("task-end")
+
+    async with app.create(clock=clock) as ctx:
+        clock.advance(S)
+        async with anyio.create_task_group() as group:
+            group.start_soon(ctx.run)
+            await anyio.wait_all_tasks_blocked()
+            ctx.shutdown()
+    assert events == ["first-up", "second-up", "task one two", "task-end", "second-down", "first-down"]
+
+
+async def test_concurrency_limit_is_back_pressure_on_claims(clock: FakeClock) -> None:
+    app = make_app(concurrency_limit=3, batch_size=100)
+    running = 0
+    peak = 0
+    gate = anyio.Event()
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_tasks([(job, f"i{i}", {"execute_at": START}) for i in range(10)])
+        async with anyio.create_task_group() as group:
+            group.start_soon(ctx.run)
+            await anyio.wait_all_tasks_blocked()
+            locked = [s for s in (await ctx.repository.list_tasks("job", limit=20)).states if s.locked_by]
+            assert len(locked) == 3, "only as many claims as free capacity"
+            gate.set()
+            while (await ctx.repository.list_tasks("job", limit=20)).states:
+                await anyio.sleep(0.01)
+            ctx.shutdown()
+    assert peak == 3
+
+
+async def test_shutdown_cancels_after_grace_and_releases_the_lease(clock: FakeClock) -> None:
+    app = make_app(shutdown_grace=0.05)
+    started = anyio.Event()
+
+    @app.dynamic_task(lease_duration=600 * S)
+    async def job(context: Context) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "x", execute_at=START)
+        async with anyio.create_task_group() as group:
+            group.start_soon(ctx.run)
+            await started.wait()
+            ctx.shutdown()
+        state = await ctx.repository.get_task(TaskKey("job", "x"))
+    assert state is not None and state.locked_by is None and state.next_run == START
+
+
+async def test_fencing_token_grows_on_every_run(clock: FakeClock) -> None:
+    app = make_app()
+    tokens: list[int] = []
+
+    @app.task(interval=S)
+    async def job(context: Context) -> None:
+        assert context.fencing_token is not None
+        tokens.append(context.fencing_token)
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 5 * S)
+    assert len(tokens) == 5 and tokens == sorted(set(tokens))
+
+
+async def test_forced_update_while_running_makes_the_commit_lose_the_lease(clock: FakeClock) -> None:
+    app = make_app()
+    outcomes: list[str] = []
+
+    class Recorder:
+        from pyncette.hookspecs import hookimpl
+
+        @hookimpl
+        def pyncette_on_execution_finished(self, context: Context, outcome: str, duration: datetime.timedelta) -> None:
+            outcomes.append(outcome)
+
+    app.plugin_manager.register(Recorder())
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        await context.app_context.schedule_task(job, "x", interval=99 * S, force=True)
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "x", execute_at=START)
+        await ctx.tick()
+        found = await ctx.get_task(job, "x")
+    assert outcomes == ["lease_lost"]
+    assert found is not None and found.interval == 99 * S and found.status is not None
+    assert found.status.next_run == START + 99 * S
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_slots", "missed", "coalesced"),
+    [
+        ("all", [10, 20, 30, 40, 50], 0, 0),
+        ("latest", [50], 0, 4),
+        ("skip", [], 5, 0),
+    ],
+)
+async def test_misfire_policies_after_an_outage(
+    clock: FakeClock, policy: str, expected_slots: list[int], missed: int, coalesced: int
+) -> None:
+    app = make_app()
+    slots: list[int] = []
+
+    @app.task(interval=10 * S, catch_up=policy, misfire_grace=S)
+    async def job(context: Context) -> None:
+        slots.append(int((context.scheduled_at - START).total_seconds()))
+
+    async with app.create(clock=clock) as ctx:
+        clock.set(START + 55 * S)
+        await ctx.tick()
+        found = await ctx.get_task(job)
+        assert found is not None and found.status is not None
+        assert (found.status.missed, found.status.coalesced) == (missed, coalesced)
+        assert found.status.next_run == START + 60 * S
+    assert slots == expected_slots
+
+
+async def test_pause_and_resume_with_catch_up(clock: FakeClock) -> None:
+    app = make_app()
+    slots: list[int] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        slots.append(int((context.scheduled_at - START).total_seconds()))
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S)
+        await ctx.pause_task(job, "a")
+        found = await ctx.get_task(job, "a")
+        assert found is not None and found.status is not None and found.status.paused
+        await run_until(ctx, START + 45 * S)
+        assert slots == []
+        await ctx.resume_task(job, "a", catch_up="latest")
+        await run_until(ctx, START + 50 * S)
+    assert slots == [40, 50]

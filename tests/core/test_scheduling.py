@@ -1,0 +1,340 @@
+"""The scheduler end to end on the memory backend, driven by the controllable clock."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from pyncette import Context, TaskLockedException
+from pyncette.errors import TaskDefinitionError
+from pyncette.model import TaskKey
+from pyncette.testing import FakeClock, run_until
+from tests.core.conftest import START, make_app
+
+
+pytestmark = pytest.mark.anyio
+
+S = datetime.timedelta(seconds=1)
+
+
+async def test_static_interval_task_runs_every_slot(clock: FakeClock) -> None:
+    app = make_app()
+    slots: list[datetime.datetime] = []
+
+    @app.task(interval=10 * S)
+    async def job(context: Context) -> None:
+        slots.append(context.scheduled_at)
+
+    async with app.create(clock=clock) as ctx:
+        assert await run_until(ctx, START + 60 * S) == 6
+    assert slots == [START + i * 10 * S for i in range(1, 7)]
+
+
+async def test_cron_in_a_time_zone(clock: FakeClock) -> None:
+    app = make_app(poll_interval=datetime.timedelta(hours=1))
+    slots: list[datetime.datetime] = []
+
+    @app.task(schedule="0 9 * * *", timezone="Europe/Dublin")
+    async def nine_am(context: Context) -> None:
+        slots.append(context.scheduled_at)
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + datetime.timedelta(days=2))
+    assert [s.isoformat() for s in slots] == ["2030-01-01T09:00:00+00:00", "2030-01-02T09:00:00+00:00"]
+    assert slots[0].tzinfo is not None and str(slots[0].tzinfo) == "Europe/Dublin"
+
+
+async def test_every_ten_seconds_cron_of_the_quick_start(clock: FakeClock) -> None:
+    app = make_app()
+    count = 0
+
+    @app.task(schedule="* * * * * */10")
+    async def foo(context: Context) -> None:
+        nonlocal count
+        count += 1
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 60 * S)
+    assert count == 6
+
+
+async def test_disabled_task_never_runs(clock: FakeClock) -> None:
+    app = make_app()
+    runs = []
+
+    @app.task(interval=S, enabled=False)
+    async def job(context: Context) -> None:
+        runs.append(1)
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 10 * S)
+        assert await ctx.get_task(job) is None
+    assert runs == []
+
+
+async def test_dynamic_instances_run_with_their_arguments(clock: FakeClock) -> None:
+    app = make_app()
+    runs: list[tuple[str, object, datetime.datetime]] = []
+
+    @app.dynamic_task()
+    async def remind(context: Context) -> None:
+        runs.append((context.task.name, context.args["user"], context.scheduled_at))
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(remind, "alice", interval=30 * S, user="alice@example.com")
+        await ctx.schedule_task(remind, "bob", schedule="* * * * *", user="bob@example.com")
+        await run_until(ctx, START + 60 * S)
+    assert sorted(runs) == [
+        ("alice", "alice@example.com", START + 30 * S),
+        ("alice", "alice@example.com", START + 60 * S),
+        ("bob", "bob@example.com", START + 60 * S),
+    ]
+
+
+async def test_once_off_instance_runs_once_and_is_removed(clock: FakeClock) -> None:
+    app = make_app()
+    runs = []
+
+    @app.dynamic_task()
+    async def once(context: Context) -> None:
+        runs.append(context.scheduled_at)
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(once, "x", execute_at=START + 5 * S)
+        await ctx.schedule_task(once, "past", execute_at=START - 5 * S)
+        await run_until(ctx, START + 60 * S)
+        assert await ctx.get_task(once, "x") is None
+        assert await ctx.get_task(once, "past") is None
+    assert sorted(runs) == [START - 5 * S, START + 5 * S]
+
+
+async def test_schedule_task_update_semantics(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=60 * S)
+        clock.advance(30 * S)
+        await ctx.schedule_task(job, "a", interval=60 * S)
+        found = await ctx.get_task(job, "a")
+        assert found is not None and found.status is not None
+        assert found.status.next_run == START + 60 * S, "same definition keeps the pending run"
+        await ctx.schedule_task(job, "a", interval=10 * S, extra=1)
+        found = await ctx.get_task(job, "a")
+        assert found is not None and found.status is not None
+        assert found.status.next_run == START + 40 * S, "a changed definition re-plans"
+        assert found.extra_args == {"extra": 1} and found.interval == 10 * S
+
+
+async def test_schedule_task_on_locked_instance_needs_force(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S)
+        clock.advance(10 * S)
+        claimed = await ctx.repository.claim_due(clock.now(), "job", owner="other", lease_duration=60 * S, limit=5)
+        assert len(claimed.claimed) == 1
+        with pytest.raises(TaskLockedException):
+            await ctx.schedule_task(job, "a", interval=20 * S)
+        await ctx.schedule_task(job, "a", interval=20 * S, force=True)
+        state = await ctx.repository.get_task(TaskKey("job", "a"))
+        assert state is not None and state.locked_by is None
+        assert state.fencing_token > claimed.claimed[0].lease.token
+
+
+async def test_schedule_task_rejects_static_task_and_unknown_names(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.task(interval=S)
+    async def static(context: Context) -> None:
+        pass
+
+    @app.dynamic_task()
+    async def dynamic(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        with pytest.raises(TaskDefinitionError, match="static"):
+            await ctx.schedule_task(static, "x", interval=S)
+        with pytest.raises(TaskDefinitionError, match="nope"):
+            await ctx.schedule_task("nope", "x", interval=S)
+        with pytest.raises(TaskDefinitionError, match="dynamic/x.*interval"):
+            await ctx.schedule_task("dynamic", "x", interval=-1)
+
+
+async def test_unschedule_is_idempotent_and_stops_runs(clock: FakeClock) -> None:
+    app = make_app()
+    runs = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        runs.append(context.scheduled_at)
+
+    async with app.create(clock=clock) as ctx:
+        instance = await ctx.schedule_task(job, "a", interval=10 * S)
+        await run_until(ctx, START + 10 * S)
+        await ctx.unschedule_task(instance)
+        await ctx.unschedule_task(job, "a")
+        await run_until(ctx, START + 60 * S)
+    assert runs == [START + 10 * S]
+
+
+async def test_bulk_schedule_tasks(clock: FakeClock) -> None:
+    app = make_app()
+    runs: list[str] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        runs.append(context.task.name)
+
+    async with app.create(clock=clock) as ctx:
+        created = await ctx.schedule_tasks([(job, f"i{i:03d}", {"interval": 10 * S, "n": i}) for i in range(250)])
+        assert len(created) == 250
+        more = await ctx.schedule_tasks([job.instantiate("extra", execute_at=START)])
+        assert more[0].name == "extra"
+        await run_until(ctx, START + 10 * S)
+    assert sorted(runs) == sorted([f"i{i:03d}" for i in range(250)] + ["extra"])
+
+
+async def test_bulk_schedule_reports_locked_instances_after_registering_the_rest(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "locked", execute_at=START)
+        await ctx.repository.claim_due(START, "job", owner="other", lease_duration=60 * S, limit=5)
+        with pytest.raises(TaskLockedException, match="locked"):
+            await ctx.schedule_tasks([(job, "locked", {"interval": S}), (job, "free", {"interval": S})])
+        assert await ctx.get_task(job, "free") is not None
+
+
+async def test_list_tasks_pages_through_every_instance(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        names = [f"n{i:02d}" for i in range(23)]
+        await ctx.schedule_tasks([(job, n, {"interval": S}) for n in names])
+        seen: list[str] = []
+        token = None
+        while True:
+            page = await ctx.list_tasks(job, limit=5, continuation_token=token)
+            assert len(page.tasks) <= 5
+            seen.extend(t.name for t in page.tasks)
+            token = page.continuation_token
+            if token is None:
+                break
+        assert seen == names
+
+
+async def test_list_tasks_covers_every_partition(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.partitioned_task(partition_count=5, enabled_partitions=[0])
+    async def job(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        names = {f"user-{i}" for i in range(40)}
+        await ctx.schedule_tasks([(job, n, {"interval": S}) for n in names])
+        assert len({job.key_for(n).task for n in names}) == 5
+        seen: list[str] = []
+        token = None
+        while True:
+            page = await ctx.list_tasks(job, limit=7, continuation_token=token)
+            seen.extend(t.name for t in page.tasks)
+            token = page.continuation_token
+            if token is None:
+                break
+        assert sorted(seen) == sorted(names)
+
+
+async def test_partitioned_worker_runs_only_enabled_partitions(clock: FakeClock) -> None:
+    runs: dict[int, set[str]] = {0: set(), 1: set()}
+    apps = []
+    for partition in (0, 1):
+        app = make_app()
+
+        @app.partitioned_task(name="job", partition_count=2, enabled_partitions=[partition])
+        async def job(context: Context, partition: int = partition) -> None:
+            runs[partition].add(context.task.name)
+
+        apps.append((app, job))
+    app0, job0 = apps[0]
+    app1, _ = apps[1]
+    async with app0.create(clock=clock) as ctx0:
+        names = [f"u{i}" for i in range(20)]
+        await ctx0.schedule_tasks([(job0, n, {"execute_at": START}) for n in names])
+        ctx1 = ctx0.__class__(app1, ctx0.repository, clock, {})
+        await ctx0.tick()
+        await ctx1.tick()
+    assert runs[0] | runs[1] == set(names)
+    assert not runs[0] & runs[1]
+    assert all(job0.key_for(n).task == "job:0" for n in runs[0])
+
+
+async def test_get_task_of_static_task_reports_status(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.task(interval=10 * S)
+    async def job(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        found = await ctx.get_task(job)
+        assert found is not None and found.status is not None
+        assert found.status.next_run == START + 10 * S and not found.status.paused
+
+
+async def test_static_task_schedule_change_replans_but_restart_keeps_pending_run(clock: FakeClock) -> None:
+    from pyncette.memory import MemoryRepository
+
+    shared = MemoryRepository()
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def factory(**_: object):  # type: ignore[no-untyped-def]
+        yield shared
+
+    for interval, expected in ((60, START + 60 * S), (60, START + 60 * S), (20, START + 30 * S)):
+        app = make_app(backend=None, repository_factory=factory)
+
+        @app.task(name="job", interval=interval)
+        async def job(context: Context) -> None:
+            pass
+
+        async with app.create(clock=clock) as ctx:
+            found = await ctx.get_task(job)
+            assert found is not None and found.status is not None
+            assert found.status.next_run == expected
+        clock.set(START + 10 * S)
+
+
+async def test_last_tick_and_add_to_context(clock: FakeClock) -> None:
+    app = make_app()
+    seen = []
+
+    @app.task(interval=S)
+    async def job(context: Context) -> None:
+        seen.append(context.greeting)
+
+    async with app.create(clock=clock, context_items={"greeting": "hi"}) as ctx:
+        ctx.add_to_context("other", 1)
+        assert ctx.last_tick is None
+        await run_until(ctx, START + S)
+        assert ctx.last_tick == START + S
+    assert seen == ["hi"]
