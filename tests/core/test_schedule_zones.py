@@ -14,7 +14,7 @@ UTC = dt.timezone.utc
 
 
 def test_no_zone_changes_offset_twice_within_two_days() -> None:
-    """Offsets are probed every 12 hours: a change and its reversal must never fit between two probes.
+    """Offsets are probed once a day: a change and its reversal must never fit between two probes.
 
     The tz database's transition table is read through the pure-Python zoneinfo implementation,
     which exposes it (private attributes, test-only); the POSIX rule that continues each table
@@ -35,7 +35,7 @@ def test_no_zone_changes_offset_twice_within_two_days() -> None:
                 offset = info.utcoff
         for earlier, later in itertools.pairwise(changes):
             shortest = min(shortest, dt.timedelta(seconds=later - earlier))
-    assert shortest >= 4 * _PROBE_STEP, shortest
+    assert shortest > 2 * _PROBE_STEP, shortest
     assert biggest_jump <= _TRANSITION_REACH / 2, biggest_jump
 
 
