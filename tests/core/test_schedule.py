@@ -226,6 +226,22 @@ def test_describe() -> None:
     assert text.startswith("cron '0 2 * * *' in America/New_York, dst gap shift, fold first, jitter ")
 
 
+def test_next_runs_from_a_stored_slot() -> None:
+    interval = build_schedule(interval=dt.timedelta(minutes=10))
+    stored = utc(2026, 1, 1, 12, 3)
+    # ahead of `after`: the stored slot comes first
+    assert interval.next_runs(2, utc(2026, 1, 1, 12), next_slot=stored) == [stored, utc(2026, 1, 1, 12, 13)]
+    # overdue: the preview keeps the instance's own grid
+    assert interval.next_runs(2, utc(2026, 1, 2), next_slot=stored) == [utc(2026, 1, 2, 0, 3), utc(2026, 1, 2, 0, 13)]
+    # without a stored slot, as if registered at `after`
+    assert interval.next_runs(1, utc(2026, 1, 2)) == [utc(2026, 1, 2, 0, 10)]
+    cron = build_schedule(schedule="0 * * * *")
+    assert cron.next_runs(2, utc(2026, 1, 1, 12, 30), next_slot=utc(2026, 1, 1, 12)) == [utc(2026, 1, 1, 13), utc(2026, 1, 1, 14)]
+    assert cron.next_runs(1, utc(2026, 1, 1, 11), next_slot=utc(2026, 1, 1, 12, 30)) == [utc(2026, 1, 1, 12, 30)]
+    once = build_schedule(execute_at=utc(2026, 1, 1, 12))
+    assert once.next_runs(3, utc(2026, 1, 1), next_slot=utc(2026, 1, 1, 13)) == [utc(2026, 1, 1, 13)]
+
+
 def test_next_runs_counts() -> None:
     schedule = build_schedule(schedule="0 * * * *")
     assert schedule.next_runs(0, utc(2026, 1, 1)) == []

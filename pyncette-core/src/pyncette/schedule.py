@@ -232,7 +232,7 @@ class _CronExpression:
         first = self.next_wall(datetime.datetime(2000, 1, 1), inclusive=True)
         if first is None:
             raise ScheduleError(f"invalid cron expression {expression!r}: it never matches")
-        self.min_period = self._sample_period(first)
+        self._first = first
 
     def next_wall(self, wall: datetime.datetime, inclusive: bool) -> datetime.datetime | None:
         """The first matching naive wall time after ``wall`` (or at it, if ``inclusive``)."""
@@ -251,10 +251,15 @@ class _CronExpression:
                 return None
         return result
 
-    def _sample_period(self, first: datetime.datetime) -> datetime.timedelta:
-        """The shortest spacing between consecutive matches among the first few hundred."""
+    @functools.cached_property
+    def min_period(self) -> datetime.timedelta:
+        """The shortest spacing between consecutive matches among the first few hundred.
+
+        A sample, not a proof: it bounds ``jitter`` so that a jittered slot stays before the
+        next plain one in all the usual expressions.
+        """
         shortest = datetime.timedelta.max
-        previous = first
+        previous = self._first
         for _ in range(_PERIOD_SAMPLE):
             following = self.next_wall(previous, inclusive=False)
             if following is None:
@@ -457,20 +462,32 @@ class Schedule(abc.ABC):
     def describe(self) -> str:
         """A one-line human readable description for logs and the command line."""
 
-    def iter_after(self, after: datetime.datetime) -> Iterator[datetime.datetime]:
-        """The slots strictly after ``after``, in UTC, in order (possibly endless)."""
-        slot = self.next_after(after)
-        while slot is not None:
-            yield slot
-            slot = self.next_after(slot)
+    def iter_after(self, after: datetime.datetime, next_slot: datetime.datetime | None = None) -> Iterator[datetime.datetime]:
+        """The slots strictly after ``after``, in UTC, in order (possibly endless).
 
-    def next_runs(self, n: int, after: datetime.datetime) -> list[datetime.datetime]:
-        """Up to ``n`` upcoming slots strictly after ``after``, as aware datetimes in :attr:`zone`."""
+        ``next_slot`` is a stored instance's next run: the sequence then follows from it (interval
+        schedules are anchored at their registration, which only the stored slot remembers).
+        Without it, an interval schedule is previewed as if registered at ``after``.
+        """
+        slot = self.next_after(after) if next_slot is None else next_slot.astimezone(UTC)
+        while slot is not None:
+            if slot > after:
+                yield slot
+            slot = self.next_after(slot if slot > after else after)
+
+    def next_runs(
+        self, n: int, after: datetime.datetime, *, next_slot: datetime.datetime | None = None
+    ) -> list[datetime.datetime]:
+        """Up to ``n`` upcoming slots strictly after ``after``, as aware datetimes in :attr:`zone`.
+
+        Policies (DST, jitter) apply as they do to execution. See :meth:`iter_after` for
+        ``next_slot``.
+        """
         _require_aware(after, "after")
         runs: list[datetime.datetime] = []
         if n <= 0:
             return runs
-        for slot in self.iter_after(after):
+        for slot in self.iter_after(after, next_slot):
             runs.append(slot.astimezone(self.zone))
             if len(runs) >= n:
                 break
@@ -530,7 +547,7 @@ class CronSchedule(Schedule):
             raise ScheduleError(f"dst_gap must be a DstGap, not {self.dst_gap!r}")
         if self.dst_fold is not None and not isinstance(self.dst_fold, DstFold):
             raise ScheduleError(f"dst_fold must be a DstFold, not {self.dst_fold!r}")
-        _check_jitter(self.jitter, cron.min_period, f"cron expression {self.expression!r}")
+        _check_jitter(self.jitter, cron.min_period if self.jitter else None, f"cron expression {self.expression!r}")
         wild = cron.hour_is_wild
         object.__setattr__(self, "_cron", cron)
         object.__setattr__(self, "_tz", tz)
@@ -701,6 +718,15 @@ class IntervalSchedule(Schedule):
         _require_aware(slot, "slot")
         return (slot + self.interval).astimezone(UTC)
 
+    def iter_after(self, after: datetime.datetime, next_slot: datetime.datetime | None = None) -> Iterator[datetime.datetime]:
+        _require_aware(after, "after")
+        slot = self.first_run(after) if next_slot is None else next_slot.astimezone(UTC)
+        if slot <= after:  # a stored slot that is overdue: step on its own grid, arithmetically
+            slot += ((after - slot) // self.interval + 1) * self.interval
+        while True:
+            yield slot
+            slot += self.interval
+
     def describe(self) -> str:
         text = f"every {_format_duration(self.interval)}"
         if self._offset:
@@ -736,8 +762,8 @@ class OnceSchedule(Schedule):
     def next_after(self, slot: datetime.datetime) -> None:
         return None
 
-    def iter_after(self, after: datetime.datetime) -> Iterator[datetime.datetime]:
-        at = self.execute_at.astimezone(UTC)
+    def iter_after(self, after: datetime.datetime, next_slot: datetime.datetime | None = None) -> Iterator[datetime.datetime]:
+        at = self.execute_at.astimezone(UTC) if next_slot is None else next_slot.astimezone(UTC)
         if at > after:
             yield at
 
