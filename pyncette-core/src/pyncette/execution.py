@@ -14,7 +14,7 @@ import attrs
 
 from pyncette.context import Context
 from pyncette.errors import LeaseLostException
-from pyncette.model import ClaimedTask, Completion, ExecutionMode, FailureMode, Lease, from_micros, to_micros
+from pyncette.model import CatchUp, ClaimedTask, Completion, ExecutionMode, FailureMode, Lease, from_micros, to_micros
 from pyncette.schedule import resolve_misfire
 
 if TYPE_CHECKING:
@@ -50,6 +50,20 @@ class InstanceData:
 
     def dump(self) -> str:
         return json.dumps({k: v for k, v in attrs.asdict(self).items() if v}, separators=(",", ":"))
+
+
+def effective_grace(task: Task, poll_interval: datetime.timedelta) -> datetime.timedelta | None:
+    """The task's ``misfire_grace``, or its default: none for ALL, zero for LATEST, a poll interval for SKIP.
+
+    Under SKIP a slot claimed within one poll interval of coming due is on time, not missed.
+    """
+    if task.misfire_grace is not None:
+        return task.misfire_grace
+    if task.catch_up is CatchUp.LATEST:
+        return datetime.timedelta(0)
+    if task.catch_up is CatchUp.SKIP:
+        return poll_interval
+    return None
 
 
 def in_task_zone(task: Task, moment: datetime.datetime) -> datetime.datetime:
@@ -103,7 +117,8 @@ class Execution:
             assert slot is not None
             next_slot = schedule.next_after(slot)
         else:
-            misfire = resolve_misfire(schedule, state.next_run, now, template.catch_up, template.misfire_grace)
+            grace = effective_grace(template, self.app_context.app.poll_interval)
+            misfire = resolve_misfire(schedule, state.next_run, now, template.catch_up, grace)
             slot, next_slot = misfire.run, misfire.next_slot
             if misfire.missed or misfire.coalesced:
                 data.missed += misfire.missed

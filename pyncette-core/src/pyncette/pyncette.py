@@ -592,9 +592,7 @@ class PyncetteContext:
         if catch_up is not None and resolved is not None and state.next_run <= now:
             policy = CatchUp(catch_up.lower() if isinstance(catch_up, str) else catch_up)
             assert resolved.compiled_schedule is not None
-            misfire = resolve_misfire(
-                resolved.compiled_schedule, state.next_run, now, policy, datetime.timedelta(0) if policy is CatchUp.SKIP else None
-            )
+            misfire = resolve_misfire(resolved.compiled_schedule, state.next_run, now, policy, datetime.timedelta(0))
             next_run = misfire.run or misfire.next_slot
         await self.repository.set_paused(now, key, False, next_run)
         self._note_next_run(key.task, next_run or state.next_run)
