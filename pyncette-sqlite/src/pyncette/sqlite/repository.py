@@ -55,6 +55,10 @@ from pyncette.sqlite.schema import Statements, meta_ddl
 
 logger = logging.getLogger("pyncette.sqlite")
 
+_NOT_REOPENABLE = (
+    "it cannot be reopened (an in-memory database is gone with its connection; a connection passed in is the caller's)"
+)
+
 T = TypeVar("T")
 Work = Callable[[aiosqlite.Connection], Awaitable[T]]
 Opener = Callable[[], Awaitable[aiosqlite.Connection]]
@@ -88,12 +92,10 @@ def _chunks(items: Sequence[T], size: int = KEY_CHUNK) -> Iterator[Sequence[T]]:
 
 
 def _by_task(keys: Iterable[TaskKey]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
+    grouped: dict[str, dict[str, None]] = {}
     for key in keys:
-        instances = grouped.setdefault(key.task, [])
-        if key.instance not in instances:
-            instances.append(key.instance)
-    return grouped
+        grouped.setdefault(key.task, {})[key.instance] = None
+    return {task: list(instances) for task, instances in grouped.items()}
 
 
 def _is_busy(error: BaseException) -> bool:
@@ -151,6 +153,7 @@ class SqliteRepository(Repository):
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._lock = anyio.Lock()
+        self._closed = False
 
     @property
     def connection(self) -> aiosqlite.Connection | None:
@@ -159,6 +162,7 @@ class SqliteRepository(Repository):
 
     async def aclose(self) -> None:
         """Close the connection if this repository opened it; a connection passed in stays open."""
+        self._closed = True
         connection, self._connection = self._connection, None
         if connection is not None and self._owned:
             with anyio.CancelScope(shield=True):
@@ -167,13 +171,12 @@ class SqliteRepository(Repository):
     # plumbing
 
     async def _connect(self) -> aiosqlite.Connection:
+        if self._closed:
+            raise BackendError(f"{self._description}: the repository is closed")
         if self._connection is not None:
             return self._connection
         if self._opener is None or (self._opened and not self._reopen):
-            raise BackendError(
-                f"{self._description}: the connection was closed and cannot be reopened "
-                "(an in-memory database is gone with its connection; a connection passed in is the caller's)"
-            )
+            raise BackendError(f"{self._description}: the connection was closed; {_NOT_REOPENABLE}")
         if self._opened:
             logger.warning("%s: reopening the connection", self._description)
         self._connection = await self._opener()
@@ -183,12 +186,11 @@ class SqliteRepository(Repository):
     async def _discard(self, connection: aiosqlite.Connection) -> None:
         if self._connection is connection:
             self._connection = None
-        if self._owned:  # a connection passed in is the caller's to close
-            with anyio.CancelScope(shield=True):
-                try:
-                    await connection.close()
-                except (sqlite3.Error, ValueError):
-                    logger.debug("closing a broken connection failed", exc_info=True)
+        with anyio.CancelScope(shield=True):
+            try:
+                await connection.close()
+            except (sqlite3.Error, ValueError):
+                logger.debug("closing a broken connection failed", exc_info=True)
 
     async def _run(self, what: str, work: Work[T], *, write: bool) -> T:
         """Run ``work`` (in one immediate transaction when ``write``), retrying what is safe to retry."""
@@ -227,13 +229,17 @@ class SqliteRepository(Repository):
                         logger.debug("%s: %s found the database busy (attempt %d), retrying", self._description, what, attempt)
                         await anyio.sleep(delay)
                         continue
-                    if connection is not None and _is_broken(error):
+                    # Only a file database this repository opened can be replaced by a fresh connection.
+                    if connection is not None and self._reopen and _is_broken(error):
                         await self._discard(connection)
                         # Before COMMIT nothing was applied, so one attempt on a fresh connection is safe.
-                        if not committing and not reopened and self._reopen:
+                        if not committing and not reopened:
                             reopened = True
                             continue
-                    raise BackendError(f"{self._description}: {what} failed: {error}") from error
+                    hint = ""
+                    if _is_broken(error) and not self._reopen:
+                        hint = f"; {_NOT_REOPENABLE}"
+                    raise BackendError(f"{self._description}: {what} failed: {error}{hint}") from error
 
     @staticmethod
     async def _rollback(connection: aiosqlite.Connection) -> None:
