@@ -94,7 +94,7 @@ async def test_a_file_that_is_not_a_database_fails_at_start(tmp_path: pathlib.Pa
 
 
 async def test_unknown_and_common_options_are_ignored(database: str) -> None:
-    options: dict[str, Any] = {"concurrency_limit": 5, "batch_size": 7, "redis_url": "redis://x", "sqlite_batch_size": 100}
+    options: dict[str, Any] = {"concurrency_limit": 5, "batch_size": 7, "redis_url": "redis://x"}
     async with sqlite_repository(sqlite_database=database, **options) as repository:
         assert await repository.register_tasks(T0, [registration("s", "a")]) == [RegisterOutcome.CREATED]
 

@@ -31,7 +31,6 @@ OPTIONS = {
     "sqlite_wal": "switch a database file to the WAL journal, needed for concurrent worker processes (default True)",
     "sqlite_synchronous": "PRAGMA synchronous for the connection: OFF, NORMAL, FULL or EXTRA (default: SQLite's, FULL)",
     "sqlite_connection": "an open aiosqlite.Connection to use instead of sqlite_database; it is not closed by pyncette",
-    "sqlite_batch_size": "pyncette 1.x option, accepted and ignored: claims use the app's batch_size",
 }
 """Every option the factory accepts, with its one-line description for ``BackendInfo``."""
 
@@ -78,7 +77,6 @@ async def sqlite_repository(
     sqlite_wal: bool = True,
     sqlite_synchronous: str | None = None,
     sqlite_connection: aiosqlite.Connection | None = None,
-    sqlite_batch_size: int | None = None,
     **_options: Any,
 ) -> AsyncIterator[SqliteRepository]:
     """Yield a :class:`SqliteRepository` on ``sqlite_database`` (or on ``sqlite_connection``).
@@ -90,7 +88,6 @@ async def sqlite_repository(
     app's and other backends') are ignored. A connection passed in is left open on exit; one the
     factory opened is closed.
     """
-    del sqlite_batch_size  # pyncette 1.x sized claims with it; the scheduler passes the app's batch_size now
     _validate(sqlite_database, sqlite_connection, sqlite_busy_timeout, sqlite_busy_retries, sqlite_synchronous)
     table = validate_table_name(sqlite_table_name)
     settings: dict[str, Any] = {"table_name": table, "busy_retries": sqlite_busy_retries}
