@@ -460,3 +460,17 @@ async def test_another_process_sees_what_this_one_committed(database: str, table
         page = await repository.list_tasks("s", limit=20)
         assert sorted(s.locked_by or "" for s in page.states) == [""] * 6 + ["child"] * 4
         assert len((await repository.claim_due(T0, "s", owner="parent", lease_duration=LEASE, limit=20)).claimed) == 6
+
+
+def test_error_classification_without_result_codes() -> None:
+    """Python 3.10's sqlite3 errors carry no result code; the message decides."""
+    from pyncette.sqlite.repository import _is_broken, _is_busy
+
+    assert _is_busy(sqlite3.OperationalError("database is locked"))
+    assert _is_busy(sqlite3.OperationalError("database table is locked: t"))
+    assert not _is_busy(sqlite3.OperationalError("no such table: t"))
+    assert not _is_busy(ValueError("Connection closed"))
+    assert _is_broken(ValueError("Connection closed"))
+    assert _is_broken(sqlite3.ProgrammingError("Cannot operate on a closed database."))
+    assert _is_broken(sqlite3.OperationalError("disk I/O error"))
+    assert not _is_broken(sqlite3.OperationalError("no such table: t"))
