@@ -1,0 +1,129 @@
+"""``sqlite_repository(**options)``: opens the database, prepares the schema, yields the repository."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any, AsyncIterator
+
+import aiosqlite
+
+from pyncette.errors import ConfigurationError
+from pyncette.sqlite.constants import (
+    DEFAULT_BUSY_RETRIES,
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_TABLE_NAME,
+    MEMORY_DATABASE,
+    SYNCHRONOUS_LEVELS,
+)
+from pyncette.sqlite.repository import SqliteRepository, describe
+from pyncette.sqlite.schema import validate_table_name
+
+logger = logging.getLogger("pyncette.sqlite")
+
+OPTIONS = {
+    "sqlite_database": f"database file path or file: URI; {MEMORY_DATABASE!r} (default) keeps one private in-memory database",
+    "sqlite_table_name": f"table holding the task instances (default {DEFAULT_TABLE_NAME!r})",
+    "sqlite_skip_table_create": "do not create the schema, only check that it exists and is current (default False)",
+    "sqlite_busy_timeout": f"seconds SQLite waits on a locked database before it reports busy (default {DEFAULT_BUSY_TIMEOUT})",
+    "sqlite_busy_retries": f"back-off retries of an operation that found the database busy (default {DEFAULT_BUSY_RETRIES})",
+    "sqlite_wal": "switch a database file to the WAL journal, needed for concurrent worker processes (default True)",
+    "sqlite_synchronous": "PRAGMA synchronous for the connection: OFF, NORMAL, FULL or EXTRA (default: SQLite's, FULL)",
+    "sqlite_connection": "an open aiosqlite.Connection to use instead of sqlite_database; it is not closed by pyncette",
+}
+"""Every option the factory accepts, with its one-line description for ``BackendInfo``."""
+
+
+def _is_memory(database: str) -> bool:
+    return database in (MEMORY_DATABASE, "") or (database.startswith("file:") and "mode=memory" in database)
+
+
+def _validate(
+    database: str | os.PathLike[str] | None,
+    connection: aiosqlite.Connection | None,
+    busy_timeout: Any,
+    busy_retries: Any,
+    synchronous: Any,
+) -> None:
+    if database is not None and connection is not None:
+        raise ConfigurationError("pass either sqlite_database or sqlite_connection, not both")
+    if connection is not None and not isinstance(connection, aiosqlite.Connection):
+        raise ConfigurationError(f"sqlite_connection must be an aiosqlite.Connection, not {type(connection).__name__}")
+    if database is not None and not isinstance(database, (str, os.PathLike)):
+        raise ConfigurationError(f"sqlite_database must be a path or {MEMORY_DATABASE!r}, not {type(database).__name__}")
+    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) or not busy_timeout >= 0:
+        raise ConfigurationError(f"sqlite_busy_timeout={busy_timeout!r} must be a number of seconds >= 0")
+    if isinstance(busy_retries, bool) or not isinstance(busy_retries, int) or busy_retries < 0:
+        raise ConfigurationError(f"sqlite_busy_retries={busy_retries!r} must be an integer >= 0")
+    if synchronous is not None and (not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS_LEVELS):
+        raise ConfigurationError(f"sqlite_synchronous={synchronous!r} must be one of {', '.join(SYNCHRONOUS_LEVELS)} or None")
+
+
+def _check_directory(database: str) -> None:
+    parent = os.path.dirname(os.path.abspath(database))
+    if not os.path.isdir(parent):
+        raise ConfigurationError(f"sqlite_database={database!r}: directory {parent!r} does not exist")
+
+
+@contextlib.asynccontextmanager
+async def sqlite_repository(
+    *,
+    sqlite_database: str | os.PathLike[str] | None = None,
+    sqlite_table_name: str = DEFAULT_TABLE_NAME,
+    sqlite_skip_table_create: bool = False,
+    sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    sqlite_busy_retries: int = DEFAULT_BUSY_RETRIES,
+    sqlite_wal: bool = True,
+    sqlite_synchronous: str | None = None,
+    sqlite_connection: aiosqlite.Connection | None = None,
+    **_options: Any,
+) -> AsyncIterator[SqliteRepository]:
+    """Yield a :class:`SqliteRepository` on ``sqlite_database`` (or on ``sqlite_connection``).
+
+    Raises :class:`~pyncette.errors.ConfigurationError` for invalid options,
+    :class:`~pyncette.errors.BackendError` when the database cannot be opened and
+    :class:`~pyncette.errors.SchemaVersionError` when the table's schema is missing (with
+    ``sqlite_skip_table_create``), foreign or of another version. Other keyword options (the
+    app's and other backends') are ignored. A connection passed in is left open on exit; one the
+    factory opened is closed.
+    """
+    _validate(sqlite_database, sqlite_connection, sqlite_busy_timeout, sqlite_busy_retries, sqlite_synchronous)
+    table = validate_table_name(sqlite_table_name)
+    settings: dict[str, Any] = {"table_name": table, "busy_retries": sqlite_busy_retries}
+
+    if sqlite_connection is not None:
+        repository = SqliteRepository(sqlite_connection, description=describe(None, table), owned=False, **settings)
+    else:
+        database = os.fspath(sqlite_database) if sqlite_database is not None else MEMORY_DATABASE
+        description = describe(database, table)
+        memory = _is_memory(database)
+        if not memory and not database.startswith("file:"):
+            _check_directory(database)
+
+        async def open_connection() -> aiosqlite.Connection:
+            connection = await aiosqlite.connect(
+                database, isolation_level=None, timeout=float(sqlite_busy_timeout), uri=database.startswith("file:")
+            )
+            try:
+                if sqlite_wal and not memory:
+                    rows = list(await connection.execute_fetchall("PRAGMA journal_mode=WAL"))
+                    if rows and str(rows[0][0]).lower() != "wal":
+                        logger.warning("%s: the database refused the WAL journal (mode %r)", description, rows[0][0])
+                if sqlite_synchronous is not None:
+                    await connection.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
+            except BaseException:
+                await connection.close()
+                raise
+            return connection
+
+        # :memory: lives and dies with its one connection, so it is never reopened.
+        repository = SqliteRepository(
+            None, description=description, opener=open_connection, reopen=not memory, owned=True, **settings
+        )
+
+    try:
+        await repository.prepare(create=not sqlite_skip_table_create)
+        yield repository
+    finally:
+        await repository.aclose()
