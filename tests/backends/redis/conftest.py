@@ -10,7 +10,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from typing import AsyncIterator, Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis
@@ -67,12 +67,15 @@ class PrivateRedis:
         self.directory = directory
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, *extra: str) -> None:
+        self.extra = extra or self.extra
+        extra = self.extra
         binary = shutil.which("redis-server")
         assert binary is not None
         self.process = subprocess.Popen(
@@ -94,14 +97,18 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        with redis.Redis(port=self.port, socket_connect_timeout=1) as client:
-            while time.monotonic() < deadline and self.process.poll() is None:
-                try:
-                    client.ping()
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return
-                except redis.exceptions.ConnectionError:
-                    time.sleep(0.02)  # a child process starting: there is nothing to await
+            except OSError:
+                time.sleep(0.02)  # a child process starting: there is nothing to await
         raise RuntimeError("private redis-server did not start")
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port, empty (nothing is persisted)."""
+        self.stop()
+        self.start()
 
     def stop(self) -> None:
         if self.process is not None:
@@ -111,15 +118,28 @@ class PrivateRedis:
 
 
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
+def start_private_redis() -> Iterator[Callable[..., PrivateRedis]]:
+    """Start private servers: ``start_private_redis("--requirepass", "x")``; all stop at teardown."""
     if shutil.which("redis-server") is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("redis-server is not installed (CI=true: a missing server is a failure)")
         pytest.skip("redis-server is not installed")
+    servers: list[PrivateRedis] = []
     with tempfile.TemporaryDirectory() as directory:
-        server = PrivateRedis(directory)
-        server.start()
+
+        def start(*extra: str) -> PrivateRedis:
+            server = PrivateRedis(directory)
+            servers.append(server)
+            server.start(*extra)
+            return server
+
         try:
-            yield server
+            yield start
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
+
+
+@pytest.fixture
+def private_redis(start_private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
+    return start_private_redis()

@@ -90,7 +90,11 @@ def redact_url(url: str) -> str:
         netloc = f"{user}:***@{host}" if colon and user else f"***@{host}"
     fields = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     query = urllib.parse.urlencode([(k, "***" if k.lower() == "password" else v) for k, v in fields], safe="*")
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _secrets_of(url: str) -> list[str]:
@@ -179,14 +183,36 @@ class RedisRepository(Repository):
         raise AssertionError("unreachable")
 
     async def _call_many(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        """Run script calls in one round trip: directly when there is one, else as a pipeline."""
+        """Run script calls in one round trip: directly when there is one, else as a pipeline.
+
+        The pipeline calls EVALSHA itself rather than through redis-py's script registry, which
+        would add a SCRIPT EXISTS round trip to every pipeline. Calls refused with NOSCRIPT were
+        not executed: they are run again after loading their scripts.
+        """
         if len(calls) == 1:
             name, keys, args = calls[0]
             return [await self._scripts[name](keys=keys, args=args)]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for name, keys, args in calls:
-                await self._scripts[name](keys=keys, args=args, client=pipe)
-            return list(await pipe.execute())
+        replies: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _ in range(2):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for index in pending:
+                    name, keys, args = calls[index]
+                    pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+            missing = []
+            for index, result in zip(pending, results, strict=True):
+                if isinstance(result, redis_errors.NoScriptError):
+                    missing.append(index)
+                elif isinstance(result, Exception):
+                    raise result
+                replies[index] = result
+            if not missing:
+                return replies
+            for name in {calls[index][0] for index in missing}:
+                await self._client.script_load(self._scripts[name].script)
+            pending = missing
+        raise redis_errors.NoScriptError("scripts vanished again right after loading them")
 
     async def start(self) -> None:
         """Check the server and the namespace's layout version, then load every script once."""
@@ -241,15 +267,17 @@ class RedisRepository(Repository):
     async def _subscribe(self) -> None:
         failures = 0
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
-                self._subscriptions += 1
-                self._subscription_changed.set()
-                failures = 0
                 async for message in pubsub.listen():
-                    if message is not None and message.get("type") == "message":
+                    kind = _text(message.get("type", b"")) if message else ""
+                    if kind == "message":
                         self._deliver(message["data"])
+                    elif kind == "subscribe":  # the server's confirmation: from here on nothing is missed
+                        self._subscriptions += 1
+                        self._subscription_changed.set()
+                        failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
