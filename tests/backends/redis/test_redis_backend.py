@@ -472,3 +472,41 @@ async def test_wakeup_subscriber_reconnects_after_a_dropped_connection(redis_url
             with anyio.fail_after(10):
                 await arrived.wait()
             assert received == [task]
+
+
+# Least privileges (the ACL documented in docs/backends/redis.md)
+
+LEAST_PRIVILEGE_COMMANDS = (
+    "+ping +get +evalsha +script|load +subscribe +unsubscribe "
+    "+hget +hset +hdel +zadd +zrem +zrangebyscore +zrangebylex +publish"
+)
+
+
+async def test_documented_least_privilege_acl_is_enough(private_redis: PrivateRedis) -> None:
+    namespace = "app1"
+    with redis.Redis.from_url(private_redis.url) as admin:
+        admin.set(f"{{{namespace}}}:layout", redis_constants.LAYOUT_VERSION)  # pre-created by the operator
+        admin.execute_command(
+            "ACL", "SETUSER", "scheduler", "on", ">pw", "resetkeys", f"~{{{namespace}:*", f"~{{{namespace}}}:layout",
+            "resetchannels", f"&{namespace}:wakeup", "-@all", *LEAST_PRIVILEGE_COMMANDS.split(),
+        )  # fmt: skip
+    url = f"redis://scheduler:pw@127.0.0.1:{private_redis.port}/0"
+    received = anyio.Event()
+    async with redis_repository(redis_url=url, redis_namespace=namespace) as repository:
+        repository.set_wakeup_callback(lambda task, when: received.set())
+        await repository.wait_subscribed()
+        task = f"{scope()}:0"
+        await repository.register_tasks(T0, [reg(TaskKey(task, "a")), reg(TaskKey(task, "b"))])
+        with anyio.fail_after(10):
+            await received.wait()
+        (first, second) = (await repository.claim_due(T0, task, owner="w", lease_duration=LEASE, limit=5)).claimed
+        assert await repository.extend_lease(T0, first.state.key, first.lease, LEASE) is not None
+        done = [Completion(key=c.state.key, lease=c.lease, next_run=None, data="{}") for c in (first, second)]
+        assert await repository.complete_tasks(T0, done) == [True, True]
+        await repository.register_tasks(T0, [reg(TaskKey(task, "c"))])
+        assert await repository.set_paused(T0, TaskKey(task, "c"), True)
+        assert [s.key.instance for s in (await repository.list_tasks(task, limit=5)).states] == ["c"]
+        assert await repository.unregister_task(T0, TaskKey(task, "c"))
+    with pytest.raises(ConfigurationError, match="redis_url"):
+        async with redis_repository(redis_url=url, redis_namespace="other-app"):
+            pass
