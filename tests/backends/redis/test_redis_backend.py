@@ -477,8 +477,7 @@ async def test_wakeup_subscriber_reconnects_after_a_dropped_connection(redis_url
 # Least privileges (the ACL documented in docs/backends/redis.md)
 
 LEAST_PRIVILEGE_COMMANDS = (
-    "+ping +get +evalsha +script|load +subscribe +unsubscribe "
-    "+hget +hset +hdel +zadd +zrem +zrangebyscore +zrangebylex +publish"
+    "+ping +get +evalsha +script|load +subscribe +unsubscribe +hget +hset +hdel +zadd +zrem +zrangebyscore +zrangebylex +publish"
 )
 
 

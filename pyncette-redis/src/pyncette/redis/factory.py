@@ -56,7 +56,10 @@ def _make_client(url: str, timeout: float, pool_size: int) -> aioredis.Redis:
             retry=redis_retry.Retry(redis_backoff.NoBackoff(), 0),
         )
     except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"redis_url {redact_url(url)!r} is invalid: {type(exc).__name__}") from None
+        detail = str(exc)
+        for secret in _secrets_of(url):
+            detail = detail.replace(secret, "***")
+        raise ConfigurationError(f"redis_url {redact_url(url)!r} is invalid: {detail}") from None
     return aioredis.Redis.from_pool(pool)
 
 
@@ -108,7 +111,7 @@ async def redis_repository(
             await client.ping()
             await repository.start()
         except (redis_errors.RedisError, OSError) as exc:
-            raise _start_error(option, shown, exc, secrets) from None
+            raise _start_error(option, shown, exc, secrets) from exc
         try:
             yield repository
         finally:

@@ -102,7 +102,9 @@ def _secrets_of(url: str) -> list[str]:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return []
-    found = [value for value in (parts.password, parts.username) if value]
+    found = [parts.password] if parts.password else []
+    if parts.username and parts.password is None and len(parts.username) >= 4:
+        found.append(parts.username)  # a lone userinfo may be a token; short ones would mangle messages
     found += [v for k, v in urllib.parse.parse_qsl(parts.query) if k.lower() == "password" and v]
     return found + [urllib.parse.unquote(value) for value in found]
 
