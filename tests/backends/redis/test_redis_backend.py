@@ -260,6 +260,25 @@ async def test_scripts_are_loaded_once_and_called_by_sha(private_redis: PrivateR
     assert "cmdstat_script|load" not in stats
 
 
+async def test_claim_cost_grows_with_due_instances_not_stored_ones(private_redis: PrivateRedis) -> None:
+    async def commands_of_one_claim(stored: int, due: int) -> int:
+        async with redis_repository(redis_url=private_redis.url) as repository:
+            task = scope()
+            later = [reg(TaskKey(task, f"later-{i:05d}"), next_run=T0 + 3600 * SECOND) for i in range(stored)]
+            await repository.register_tasks(T0, [*later, *(reg(TaskKey(task, f"due-{i}")) for i in range(due))])
+            with redis.Redis.from_url(private_redis.url) as sync:
+                sync.config_resetstat()
+                result = await repository.claim_due(T0, task, owner="w", lease_duration=LEASE, limit=100)
+                stats = sync.info("commandstats")
+            assert len(result.claimed) == due
+            # commands run inside the script are counted too; EVALSHA itself is one of them
+            return sum(int(entry["calls"]) for entry in stats.values())
+
+    small, large = await commands_of_one_claim(10, 3), await commands_of_one_claim(5000, 3)
+    assert small == large
+    assert await commands_of_one_claim(5000, 6) > large
+
+
 class RoundTrips:
     """Counts writes of packed commands to the server: one per round trip (pipelines included)."""
 
