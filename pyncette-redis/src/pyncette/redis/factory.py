@@ -1,0 +1,121 @@
+"""The ``redis_repository`` factory: options, validation, client lifetime."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, AsyncIterator
+
+import redis.asyncio as aioredis
+import redis.asyncio.retry as redis_retry
+import redis.backoff as redis_backoff
+import redis.exceptions as redis_errors
+from pyncette.errors import BackendError, ConfigurationError, PyncetteException
+from pyncette.redis import constants
+from pyncette.redis.repository import RedisRepository, _secrets_of, redact_url
+
+OPTIONS = {
+    "redis_url": f"redis://, rediss:// (TLS) or unix:// URL of the server (default {constants.DEFAULT_URL!r})",
+    "redis_namespace": f"prefix of every key, to share one server between apps (default {constants.DEFAULT_NAMESPACE!r})",
+    "redis_timeout": f"seconds for connecting and for each reply (default {constants.DEFAULT_TIMEOUT})",
+    "redis_pool_size": "maximum connections of the pool (default concurrency_limit + 2, at most 64)",
+    "redis_client": "an existing redis.asyncio.Redis client to use instead of redis_url; it is not closed",
+    "concurrency_limit": "common option: sizes the default connection pool",
+    "batch_size": "common option: accepted, claims are sized by the scheduler",
+}
+"""Every keyword option :func:`redis_repository` accepts, with a one-line description."""
+
+
+def _positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _pool_size(value: Any, concurrency_limit: Any) -> int:
+    if value is None:
+        limit = concurrency_limit if isinstance(concurrency_limit, int) and concurrency_limit > 0 else 1
+        return min(limit + constants.DEFAULT_POOL_EXTRA, constants.MAX_DEFAULT_POOL_SIZE)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ConfigurationError(f"redis_pool_size must be an integer of at least 2, got {value!r}")
+    return value
+
+
+def _make_client(url: str, timeout: float, pool_size: int) -> aioredis.Redis:
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        shown = redact_url(url) if isinstance(url, str) else repr(url)
+        raise ConfigurationError(f"redis_url must start with redis://, rediss:// or unix://, got {shown!r}")
+    try:
+        # The driver never resends a command by itself: a resent claim could lock instances twice.
+        # RedisRepository retries instead, with scripts that are safe to run twice.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=redis_retry.Retry(redis_backoff.NoBackoff(), 0),
+        )
+    except (ValueError, TypeError) as exc:
+        detail = str(exc)
+        for secret in _secrets_of(url):
+            detail = detail.replace(secret, "***")
+        raise ConfigurationError(f"redis_url {redact_url(url)!r} is invalid: {detail}") from None
+    return aioredis.Redis.from_pool(pool)
+
+
+def _start_error(option: str, shown: str, exc: BaseException, secrets: list[str]) -> PyncetteException:
+    detail = f"{type(exc).__name__}: {exc}"
+    for secret in secrets:
+        detail = detail.replace(secret, "***")
+    if isinstance(exc, redis_errors.AuthenticationError) or "NOAUTH" in detail or "WRONGPASS" in detail:
+        return ConfigurationError(f"{option}: authentication to Redis at {shown} failed; check the credentials ({detail})")
+    if isinstance(exc, redis_errors.ResponseError):
+        return ConfigurationError(f"{option}: Redis at {shown} refused the backend's start-up commands ({detail})")
+    return BackendError(f"{option}: cannot reach Redis at {shown} ({detail})")
+
+
+@contextlib.asynccontextmanager
+async def redis_repository(
+    *,
+    redis_url: str = constants.DEFAULT_URL,
+    redis_namespace: str = constants.DEFAULT_NAMESPACE,
+    redis_timeout: float = constants.DEFAULT_TIMEOUT,
+    redis_pool_size: int | None = None,
+    redis_client: aioredis.Redis | None = None,
+    concurrency_limit: int | None = None,
+    batch_size: int | None = None,
+    **_other_options: Any,
+) -> AsyncIterator[RedisRepository]:
+    """Connect to Redis and yield a ready :class:`RedisRepository`.
+
+    Fails at once with :class:`~pyncette.errors.ConfigurationError` (bad option, wrong
+    credentials), :class:`~pyncette.errors.BackendError` (server unreachable) or
+    :class:`~pyncette.errors.SchemaVersionError` (the namespace holds another key layout); the
+    message names the option and never contains a password. A ``redis_client`` passed in is used
+    as is and left open; a client made from ``redis_url`` is closed on exit.
+    """
+    del batch_size
+    timeout = _positive_number("redis_timeout", redis_timeout)
+    pool_size = _pool_size(redis_pool_size, concurrency_limit)
+    owned = redis_client is None
+    if redis_client is None:
+        client = _make_client(redis_url, timeout, pool_size)
+        option, shown, secrets = "redis_url", redact_url(redis_url), _secrets_of(redis_url)
+    else:
+        if not isinstance(redis_client, aioredis.Redis):
+            raise ConfigurationError(f"redis_client must be a redis.asyncio.Redis client, got {type(redis_client).__name__}")
+        client, option, shown, secrets = redis_client, "redis_client", "the given client", []
+    try:
+        repository = RedisRepository(client, redis_namespace, secrets=secrets)
+        try:
+            await client.ping()
+            await repository.start()
+        except (redis_errors.RedisError, OSError) as exc:
+            raise _start_error(option, shown, exc, secrets) from exc
+        try:
+            yield repository
+        finally:
+            await repository.close()
+    finally:
+        if owned:
+            await client.aclose()

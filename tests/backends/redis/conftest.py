@@ -1,0 +1,145 @@
+"""Fixtures of the Redis backend tests: a unique namespace per test, cleaned up with SCAN + DEL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import uuid
+from typing import AsyncIterator, Callable, Iterator
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from tests.support.servers import REDIS_URL, require_server
+
+_parts = urllib.parse.urlsplit(REDIS_URL)
+REDIS_HOST = _parts.hostname or "127.0.0.1"
+REDIS_PORT = _parts.port or 6379
+
+
+def namespace_keys(client: redis.Redis, namespace: str) -> list[bytes]:
+    """Every key of ``namespace``: the scope keys ``{ns:...}`` and the layout key ``{ns}:...``."""
+    keys: list[bytes] = []
+    for pattern in (f"{{{namespace}:*", f"{{{namespace}}}:*"):
+        keys.extend(client.scan_iter(match=pattern, count=1000))
+    return keys
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_server("Redis", REDIS_HOST, REDIS_PORT)
+    return REDIS_URL
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    name = f"pyncette-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    with redis.Redis.from_url(redis_url) as client:
+        keys = namespace_keys(client, name)
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+
+
+@pytest.fixture
+async def raw_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivateRedis:
+    """A throw-away ``redis-server`` on a free loopback port, for flush / restart / ACL tests."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.extra: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *extra: str) -> None:
+        self.extra = extra or self.extra
+        extra = self.extra
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.02)  # a child process starting: there is nothing to await
+        raise RuntimeError("private redis-server did not start")
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port, empty (nothing is persisted)."""
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def start_private_redis() -> Iterator[Callable[..., PrivateRedis]]:
+    """Start private servers: ``start_private_redis("--requirepass", "x")``; all stop at teardown."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("redis-server is not installed (CI=true: a missing server is a failure)")
+        pytest.skip("redis-server is not installed")
+    servers: list[PrivateRedis] = []
+    with tempfile.TemporaryDirectory() as directory:
+
+        def start(*extra: str) -> PrivateRedis:
+            server = PrivateRedis(directory)
+            servers.append(server)
+            server.start(*extra)
+            return server
+
+        try:
+            yield start
+        finally:
+            for server in servers:
+                server.stop()
+
+
+@pytest.fixture
+def private_redis(start_private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
+    return start_private_redis()
