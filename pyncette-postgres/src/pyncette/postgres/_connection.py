@@ -128,22 +128,25 @@ async def run(
     operation: str,
     statement: Callable[[Any], Awaitable[T]],
     *,
-    idempotent: bool,
+    replay: Callable[[Any], Awaitable[T]] | None = None,
 ) -> T:
     """Run ``statement(connection)`` on a pooled connection, retrying transient failures.
 
     A failure is retried, with bounded jittered back-off, when the statement is known not to have
-    been applied, or when the connection died mid-statement and the operation is ``idempotent``.
-    Anything else is raised as :class:`BackendError` with the driver's exception as its cause.
+    been applied. When the connection died mid-statement, so that it may or may not have been
+    applied, the retries run ``replay`` instead: a variant that gives the same answer whether or not
+    the lost attempt was applied. Operations that need no variant pass ``statement`` itself. Other
+    failures, and the last one, raise :class:`BackendError` with the driver's exception as cause.
     """
     attempt = 0
+    current = statement
     while True:
         sent = False
         done: list[T] = []
         try:
             async with pool.acquire() as connection:
                 sent = True
-                done.append(await statement(connection))
+                done.append(await current(connection))
             return done[0]
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             if done:
@@ -151,9 +154,14 @@ async def run(
                 logger.debug("releasing a PostgreSQL connection failed: %s", describe(exc))
                 return done[0]
             failure = classify(exc, sent)
-            retry = failure is Failure.NOT_APPLIED or (failure is Failure.UNKNOWN and idempotent)
-            if not retry or attempt + 1 >= constants.RETRY_ATTEMPTS:
+            if (
+                failure is Failure.FATAL
+                or attempt + 1 >= constants.RETRY_ATTEMPTS
+                or (failure is Failure.UNKNOWN and replay is None)
+            ):
                 raise BackendError(f"PostgreSQL {operation} failed ({failure.value}): {describe(exc)}") from exc
+            if failure is Failure.UNKNOWN and replay is not None:
+                current = replay
             delay = backoff(attempt)
             logger.warning("PostgreSQL %s failed (%s), retrying in %.2fs: %s", operation, failure.value, delay, describe(exc))
             attempt += 1

@@ -119,7 +119,7 @@ class Statements:
         self.register_forced = register.format(upsert=upsert.format(force=forced))
 
         # $1..$6 arrays of task, instance, owner, token, next_run (NULL deletes), data; $7 channel
-        self.complete = f"""
+        complete = f"""
             WITH c AS (
                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::text[])
                     WITH ORDINALITY AS c(task, instance, owner, token, next_run, data, ord)
@@ -132,7 +132,7 @@ class Statements:
                 UPDATE {t} AS t SET next_run = c.next_run, data = c.data, locked_by = NULL, locked_until = NULL
                 FROM c
                 WHERE c.next_run IS NOT NULL AND t.task = c.task AND t.instance = c.instance
-                  AND t.locked_by = c.owner AND t.fencing_token = c.token
+                  AND ((t.locked_by = c.owner AND t.fencing_token = c.token) {{replayed}})
                 RETURNING c.ord, t.task, t.next_run, t.paused
             )
             SELECT ord FROM deleted
@@ -140,6 +140,13 @@ class Statements:
             SELECT ord FROM released
             {notifying("released", "NULL", "$7")}
         """
+        self.complete = complete.format(replayed="")
+        # After a connection died mid-statement: a row released by this very lease to exactly this
+        # next_run and data was released by the lost attempt (only the lease holder can release it,
+        # and every later claim raises the token), so it counts as applied.
+        self.complete_replay = complete.format(
+            replayed="OR (t.locked_by IS NULL AND t.fencing_token = c.token AND t.next_run = c.next_run AND t.data = c.data)"
+        )
 
         # $1 task, $2 instance, $3 owner, $4 token, $5 new locked_until
         self.extend = f"""
@@ -212,8 +219,16 @@ class PostgresRepository(Repository):
     def table(self) -> TableName:
         return self._table
 
-    async def _run(self, operation: str, statement: Any, *, idempotent: bool) -> Any:
-        return await _connection.run(self._pool, operation, statement, idempotent=idempotent)
+    async def _run(self, operation: str, statement: Any, replay: Any = None) -> Any:
+        """Run one statement with retries; see :func:`pyncette.postgres._connection.run`.
+
+        Every operation may be retried after a connection died mid-statement: reads, extend_lease
+        and set_paused are idempotent; a repeated claim at worst leaves the instances the lost
+        attempt claimed locked until their lease expires (nobody runs them twice); a repeated
+        register may report UPDATED for an instance the lost attempt created, and a repeated
+        unregister False for one it deleted. Completions need a replay-aware variant.
+        """
+        return await _connection.run(self._pool, operation, statement, replay=replay or statement)
 
     async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
         outcomes: list[RegisterOutcome] = [RegisterOutcome.LOCKED] * len(registrations)
@@ -222,9 +237,7 @@ class PostgresRepository(Repository):
             for round_ in _rounds([registrations[i].key for i in positions]):
                 batch = [registrations[positions[i]] for i in round_]
                 rows = await self._run(
-                    "register",
-                    lambda conn, batch=batch, forced=forced: self._register(conn, now, batch, forced),
-                    idempotent=False,
+                    "register", lambda conn, batch=batch, forced=forced: self._register(conn, now, batch, forced)
                 )
                 created = {(row["task"], row["instance"]): row["created"] for row in rows if row["task"] is not None}
                 for i in round_:
@@ -248,9 +261,7 @@ class PostgresRepository(Repository):
         return await connection.fetch(self._sql.register, *columns, now, *self._channel)
 
     async def unregister_task(self, now: datetime.datetime, key: TaskKey) -> bool:
-        deleted = await self._run(
-            "unregister", lambda conn: conn.fetchval(self._sql.unregister, key.task, key.instance), idempotent=False
-        )
+        deleted = await self._run("unregister", lambda conn: conn.fetchval(self._sql.unregister, key.task, key.instance))
         return bool(deleted)
 
     async def claim_due(
@@ -266,9 +277,9 @@ class PostgresRepository(Repository):
         locked_until = now + lease_duration
         arguments = (task, now, limit, owner, locked_until, to_micros(now))
         if instance is None:
-            rows = await self._run("claim", lambda conn: conn.fetch(self._sql.claim, *arguments), idempotent=False)
+            rows = await self._run("claim", lambda conn: conn.fetch(self._sql.claim, *arguments))
         else:
-            rows = await self._run("claim", lambda conn: conn.fetch(self._sql.claim_one, *arguments, instance), idempotent=False)
+            rows = await self._run("claim", lambda conn: conn.fetch(self._sql.claim_one, *arguments, instance))
         claimed = []
         for row in rows:
             if row["task"] is None:
@@ -288,15 +299,19 @@ class PostgresRepository(Repository):
         applied = [False] * len(completions)
         for round_ in _rounds([completion.key for completion in completions]):
             batch = [completions[i] for i in round_]
-            rows = await self._run("complete", lambda conn, batch=batch: self._complete(conn, batch), idempotent=False)
+            rows = await self._run(
+                "complete",
+                lambda conn, batch=batch: self._complete(conn, self._sql.complete, batch),
+                lambda conn, batch=batch: self._complete(conn, self._sql.complete_replay, batch),
+            )
             for row in rows:
                 if row["ord"] is not None:
                     applied[round_[row["ord"] - 1]] = True
         return applied
 
-    async def _complete(self, connection: Any, batch: list[Completion]) -> Any:
+    async def _complete(self, connection: Any, sql: str, batch: list[Completion]) -> Any:
         return await connection.fetch(
-            self._sql.complete,
+            sql,
             [c.key.task for c in batch],
             [c.key.instance for c in batch],
             [c.lease.owner for c in batch],
@@ -314,25 +329,22 @@ class PostgresRepository(Repository):
         stored = await self._run(
             "extend_lease",
             lambda conn: conn.fetchval(self._sql.extend, key.task, key.instance, lease.owner, lease.token, locked_until),
-            idempotent=True,
         )
         if stored is None:
             return None
         return Lease(owner=lease.owner, token=lease.token, locked_until=stored)
 
     async def get_task(self, key: TaskKey) -> TaskState | None:
-        row = await self._run("get_task", lambda conn: conn.fetchrow(self._sql.get, key.task, key.instance), idempotent=True)
+        row = await self._run("get_task", lambda conn: conn.fetchrow(self._sql.get, key.task, key.instance))
         return None if row is None else _state(row)
 
     async def list_tasks(self, task: str, *, limit: int, continuation: str | None = None) -> Page:
         if limit < 1:
             raise ConfigurationError(f"list_tasks limit must be positive, not {limit}")
         if continuation is None:
-            rows = await self._run("list_tasks", lambda conn: conn.fetch(self._sql.list_first, task, limit + 1), idempotent=True)
+            rows = await self._run("list_tasks", lambda conn: conn.fetch(self._sql.list_first, task, limit + 1))
         else:
-            rows = await self._run(
-                "list_tasks", lambda conn: conn.fetch(self._sql.list_after, task, limit + 1, continuation), idempotent=True
-            )
+            rows = await self._run("list_tasks", lambda conn: conn.fetch(self._sql.list_after, task, limit + 1, continuation))
         states = tuple(_state(row) for row in rows[:limit])
         return Page(states=states, continuation=states[-1].key.instance if len(rows) > limit else None)
 
@@ -340,9 +352,7 @@ class PostgresRepository(Repository):
         self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
     ) -> bool:
         rows = await self._run(
-            "set_paused",
-            lambda conn: conn.fetch(self._sql.set_paused, key.task, key.instance, paused, next_run, *self._channel),
-            idempotent=True,
+            "set_paused", lambda conn: conn.fetch(self._sql.set_paused, key.task, key.instance, paused, next_run, *self._channel)
         )
         return any(row[0] for row in rows)
 

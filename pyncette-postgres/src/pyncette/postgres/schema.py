@@ -130,26 +130,13 @@ async def ensure_schema(pool: Any, table: TableName, *, skip_create: bool) -> No
             if present and version == constants.SCHEMA_VERSION:
                 return
             _refuse(table, present, version, skip_create)
-            async with connection.transaction():
-                await connection.execute("SELECT pg_advisory_xact_lock($1)", table.advisory_lock_key)
-                present, version = await _stored_version(connection, table)
-                if present and version == constants.SCHEMA_VERSION:
-                    return
-                _refuse(table, present, version, skip_create)
-                if not present:
-                    for statement in CREATE_STATEMENTS:
-                        await connection.execute(_format(statement, table))
-                    logger.info("created PostgreSQL table %s (schema %d)", table.qualified, constants.SCHEMA_VERSION)
-                else:
-                    assert version is not None
-                    for step in range(version, constants.SCHEMA_VERSION):
-                        for statement in MIGRATIONS[step]:
-                            await connection.execute(_format(statement, table))
-                    logger.info(
-                        "upgraded PostgreSQL table %s from schema %d to %d", table.qualified, version, constants.SCHEMA_VERSION
-                    )
-                # COMMENT takes no parameters; the text is ours and contains no quote.
-                await connection.execute(f"COMMENT ON TABLE {table.quoted} IS '{comment(constants.SCHEMA_VERSION)}'")
+            # A session lock taken before the transaction: a transaction that starts after the lock
+            # was granted is sure to see the catalog as the previous holder committed it.
+            await connection.execute("SELECT pg_advisory_lock($1)", table.advisory_lock_key)
+            try:
+                await _create_or_upgrade(connection, table, skip_create)
+            finally:
+                await connection.execute("SELECT pg_advisory_unlock($1)", table.advisory_lock_key)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise ConfigurationError(
             f"not allowed to create or upgrade table {table.qualified!r} (option postgres_table_name): {describe(exc)}; "
@@ -161,6 +148,26 @@ async def ensure_schema(pool: Any, table: TableName, *, skip_create: bool) -> No
         ) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         raise BackendError(f"PostgreSQL schema check of table {table.qualified!r} failed: {describe(exc)}") from exc
+
+
+async def _create_or_upgrade(connection: Any, table: TableName, skip_create: bool) -> None:
+    async with connection.transaction():
+        present, version = await _stored_version(connection, table)
+        if present and version == constants.SCHEMA_VERSION:
+            return
+        _refuse(table, present, version, skip_create)
+        if not present:
+            for statement in CREATE_STATEMENTS:
+                await connection.execute(_format(statement, table))
+            logger.info("created PostgreSQL table %s (schema %d)", table.qualified, constants.SCHEMA_VERSION)
+        else:
+            assert version is not None
+            for step in range(version, constants.SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    await connection.execute(_format(statement, table))
+            logger.info("upgraded PostgreSQL table %s from schema %d to %d", table.qualified, version, constants.SCHEMA_VERSION)
+        # COMMENT takes no parameters; the text is ours and contains no quote.
+        await connection.execute(f"COMMENT ON TABLE {table.quoted} IS '{comment(constants.SCHEMA_VERSION)}'")
 
 
 def _refuse(table: TableName, present: bool, version: int | None, skip_create: bool) -> None:
