@@ -26,7 +26,8 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def mid_statement_loss() -> Exception:
-    return asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    error: Exception = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    return error
 
 
 class FakePool:

@@ -157,3 +157,48 @@ async def test_missing_schema_is_a_configuration_error(postgres_url: str) -> Non
     with pytest.raises(ConfigurationError, match="postgres_table_name"):
         async with postgres_repository(postgres_url=postgres_url, postgres_table_name="no_such_pyncette_schema.tasks"):
             pass
+
+
+@pytest.fixture
+async def least_privileged_url(postgres_url: str, admin: asyncpg.Connection) -> AsyncIterator[str]:
+    """A login role with no privilege of its own (PostgreSQL 15+ lets no one create in ``public``)."""
+    role = f"pyncette_test_role_{uuid.uuid4().hex[:8]}"
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    await admin.execute(f'REVOKE CREATE ON SCHEMA public FROM "{role}"')
+    try:
+        yield postgres_url.replace("postgres@", f"{role}@", 1)
+    finally:
+        await admin.execute(f'DROP OWNED BY "{role}"')
+        await admin.execute(f'DROP ROLE "{role}"')
+
+
+async def test_pre_created_table_works_with_least_privileges(
+    postgres_url: str, least_privileged_url: str, table_name: str, admin: asyncpg.Connection
+) -> None:
+    from pyncette.errors import ConfigurationError
+
+    if "postgres@" not in postgres_url:
+        pytest.skip("needs the trust-authenticated postgres superuser URL to create a role")
+    with pytest.raises(ConfigurationError, match="not allowed to create"):
+        async with postgres_repository(postgres_url=least_privileged_url, postgres_table_name=table_name):
+            pass
+    # What the documentation tells a DBA to run, then the grants for the application's role.
+    for statement in schema.CREATE_STATEMENTS:
+        await admin.execute(statement.format(table=f'"{table_name}"', index=f'"{table_name}_due_idx"'))
+    await admin.execute(f"COMMENT ON TABLE \"{table_name}\" IS 'pyncette-postgres schema {constants.SCHEMA_VERSION}'")
+    role = least_privileged_url.split("://", 1)[1].split("@", 1)[0]
+    await admin.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON "{table_name}" TO "{role}"')
+    # An existing current table needs no DDL privilege, with or without the skip flag.
+    async with postgres_repository(postgres_url=least_privileged_url, postgres_table_name=table_name):
+        pass
+    async with postgres_repository(
+        postgres_url=least_privileged_url, postgres_table_name=table_name, postgres_skip_table_create=True
+    ) as repository:
+        key = TaskKey("s", "a")
+        await repository.register_tasks(T0, [Registration(key=key, spec="{}", data="{}", next_run=T0)])
+        (claimed,) = (
+            await repository.claim_due(T0, "s", owner="w", lease_duration=datetime.timedelta(seconds=60), limit=1)
+        ).claimed
+        assert await repository.set_paused(T0, key, True)
+        assert await repository.unregister_task(T0, key)
+        assert claimed.state.key == key
