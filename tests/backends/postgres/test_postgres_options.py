@@ -51,7 +51,7 @@ def test_table_names_are_folded_and_quoted() -> None:
 @pytest.mark.parametrize("size", [0, -1, "3", True, 2.5])
 async def test_invalid_pool_size(size: object) -> None:
     with pytest.raises(ConfigurationError, match="postgres_pool_size"):
-        async with postgres_repository(postgres_pool_size=size)  # type: ignore[arg-type]:
+        async with postgres_repository(postgres_pool_size=size):  # type: ignore[arg-type]
             pass
 
 
