@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from pyncette.errors import BackendError
-from pyncette.model import Completion, Registration, TaskKey
-from pyncette.postgres import postgres_repository
+from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey
+from pyncette.postgres import constants, postgres_repository
 from tests.backends.postgres.conftest import server_address
 from tests.support.tcp_proxy import TcpProxy
 
@@ -109,6 +109,30 @@ async def test_batches_are_one_statement_each(counted_pool: tuple[asyncpg.Pool, 
         twice = [Completion(key=again.state.key, lease=again.lease, next_run=T0 + 9 * SECOND, data="{}")] * 2
         assert await repository.complete_tasks(T0 + SECOND, twice) == [True, False]
         assert len(counter.take()) == 2
+
+
+async def test_very_large_batches_are_split(
+    counted_pool: tuple[asyncpg.Pool, QueryCounter], table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool, counter = counted_pool
+    monkeypatch.setattr(constants, "MAX_ROWS_PER_STATEMENT", 40)
+    async with postgres_repository(postgres_pool=pool, postgres_table_name=table_name) as repository:
+        counter.take()
+        outcomes = await repository.register_tasks(T0, [registration("s", f"i{i:04d}") for i in range(100)])
+        assert outcomes == [RegisterOutcome.CREATED] * 100
+        assert len(counter.take()) == 3
+
+
+async def test_application_errors_pass_through_unchanged(postgres_url: str, table_name: str) -> None:
+    async def app() -> None:
+        async with postgres_repository(postgres_url=postgres_url, postgres_table_name=table_name) as repository:
+            repository.set_wakeup_callback(Wakeups())
+            await repository._wait_listening()
+            raise ValueError("from the app")
+
+    # Not wrapped in an ExceptionGroup by the backend's listener.
+    with pytest.raises(ValueError, match="from the app"):
+        await app()
 
 
 async def test_dropped_connections_are_replaced_by_the_next_operation(

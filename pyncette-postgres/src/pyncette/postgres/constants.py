@@ -53,6 +53,10 @@ MAX_CHANNEL_LENGTH = 63
 MAX_NOTIFY_TASK_LENGTH = 7900
 """NOTIFY payloads must stay below 8000 bytes; scopes with longer names are not pushed (polling finds them)."""
 
+MAX_ROWS_PER_STATEMENT = 5000
+"""Largest batch sent as one statement: bounds the statement's memory and how long it holds row locks
+(claims skip locked rows, so a huge upsert would hide its rows from every worker meanwhile)."""
+
 RETRY_ATTEMPTS = 4
 """Tries of one operation on transient failures before it raises BackendError for the scheduler to retry."""
 

@@ -8,13 +8,13 @@ delivered exactly when the change commits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import logging
 from typing import Any, AsyncIterator, Sequence, TypeVar
 
 import anyio
-import anyio.abc
 import asyncpg
 
 from pyncette.errors import ConfigurationError
@@ -184,10 +184,11 @@ def _state(row: Any) -> TaskState:
 
 
 def _rounds(keys: Sequence[K]) -> list[list[int]]:
-    """Split positions into rounds in which every key occurs at most once, keeping each key's order.
+    """Split positions into statements in which every key occurs at most once, keeping each key's order.
 
     One statement must not modify a row twice, so a batch naming a key twice runs as several
     statements, which also gives repeated items the meaning of applying them one after another.
+    Statements hold at most :data:`~pyncette.postgres.constants.MAX_ROWS_PER_STATEMENT` items.
     """
     rounds: list[list[int]] = []
     seen: dict[K, int] = {}
@@ -197,20 +198,25 @@ def _rounds(keys: Sequence[K]) -> list[list[int]]:
         if depth == len(rounds):
             rounds.append([])
         rounds[depth].append(position)
-    return rounds
+    size = constants.MAX_ROWS_PER_STATEMENT
+    return [round_[start : start + size] for round_ in rounds for start in range(0, len(round_), size)]
 
 
 class PostgresRepository(Repository):
     """A :class:`~pyncette.repository.Repository` in one PostgreSQL table."""
 
-    def __init__(self, pool: Any, table: TableName, task_group: anyio.abc.TaskGroup, *, notify: bool = True) -> None:
+    def __init__(self, pool: Any, table: TableName, *, notify: bool = True) -> None:
         self._pool = pool
         self._table = table
         self._sql = Statements(table, notify=notify)
+        self._closed = False
         # The channel is the last parameter of the notifying statements, which omit it when notify is off.
         self._channel: tuple[str, ...] = (table.channel,) if notify else ()
-        self._task_group = task_group
         self._callback: WakeupCallback | None = None
+        # A plain asyncio task rather than a task group around the factory's ``yield``, which would
+        # wrap the application's own exceptions in an ExceptionGroup. asyncpg needs asyncio anyway.
+        self._listener: asyncio.Task[None] | None = None
+        self._listener_scope = anyio.CancelScope()
         self._listening = False
         self._listen_generation = 0
         self._listen_changed = anyio.Event()
@@ -359,10 +365,25 @@ class PostgresRepository(Repository):
     # Push wake-ups
 
     def set_wakeup_callback(self, callback: WakeupCallback) -> None:
-        start = self._callback is None
         self._callback = callback
-        if start:
-            self._task_group.start_soon(self._listen, name=f"pyncette.postgres listener on {self._table.qualified}")
+        if self._listener is None and not self._closed:
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen_until_closed(), name=f"pyncette.postgres listener on {self._table.qualified}"
+            )
+
+    async def _close(self) -> None:
+        """Stop the listener, releasing its connection; the pool is the factory's business."""
+        self._closed = True
+        self._listener_scope.cancel()
+        if self._listener is not None:
+            await self._listener
+
+    async def _listen_until_closed(self) -> None:
+        with self._listener_scope:
+            try:
+                await self._listen()
+            except Exception:
+                logger.exception("PostgreSQL listener on %s stopped", self._table.channel)
 
     def _on_notification(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         micros, separator, task = payload.partition(":")
@@ -485,11 +506,12 @@ async def postgres_repository(
         raise ConfigurationError(f"option postgres_pool must be an asyncpg pool, not {type(postgres_pool).__name__}")
     try:
         await ensure_schema(pool, table, skip_create=bool(postgres_skip_table_create))
-        async with anyio.create_task_group() as group:
-            try:
-                yield PostgresRepository(pool, table, group, notify=bool(postgres_notify))
-            finally:
-                group.cancel_scope.cancel()
+        repository = PostgresRepository(pool, table, notify=bool(postgres_notify))
+        try:
+            yield repository
+        finally:
+            with anyio.CancelScope(shield=True):
+                await repository._close()
     finally:
         if postgres_pool is None:
             await _close(pool)
