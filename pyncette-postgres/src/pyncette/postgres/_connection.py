@@ -6,6 +6,7 @@ messages are scrubbed of it before they are wrapped.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import random
@@ -21,6 +22,9 @@ from pyncette.postgres import constants
 logger = logging.getLogger("pyncette.postgres")
 
 T = TypeVar("T")
+
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, asyncio.TimeoutError)
+"""What asyncpg raises for store failures (``asyncio.TimeoutError`` is not ``TimeoutError`` before 3.11)."""
 
 MASK = "***"
 
@@ -72,14 +76,20 @@ async def create_pool(url: str, size: int, secrets: Secrets) -> Any:
     """Open an asyncpg pool and its first connection, so bad settings fail at start-up."""
     where = f"PostgreSQL at {secrets.safe_url} (option postgres_url)"
     try:
-        return await asyncpg.create_pool(dsn=url, min_size=1, max_size=size, timeout=constants.CONNECT_TIMEOUT)
+        return await asyncpg.create_pool(
+            dsn=url,
+            min_size=1,
+            max_size=size,
+            timeout=constants.CONNECT_TIMEOUT,
+            command_timeout=constants.STATEMENT_TIMEOUT,
+        )
     except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError) as exc:
         raise _config_error(f"cannot log in to {where}: {describe(exc, secrets)}", exc, secrets) from None
     except asyncpg.InvalidCatalogNameError as exc:
         raise _config_error(f"the database of {where} does not exist: {describe(exc, secrets)}", exc, secrets) from None
     except (asyncpg.ClientConfigurationError, ValueError, TypeError) as exc:
         raise _config_error(f"invalid option postgres_url ({secrets.safe_url}): {describe(exc, secrets)}", exc, secrets) from None
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DRIVER_ERRORS as exc:
         error = BackendError(f"cannot connect to {where}: {describe(exc, secrets)}")
         raise error from (None if secrets.leaks(str(exc)) else exc)
 
@@ -96,7 +106,7 @@ class Failure(enum.Enum):
     """How an error leaves an operation."""
 
     NOT_APPLIED = "not applied"  # known not to have reached or changed the store: retry anything
-    UNKNOWN = "unknown"  # the connection died mid-statement: retry only idempotent operations
+    UNKNOWN = "unknown"  # the connection died mid-statement: retry only with a replay-safe statement
     FATAL = "fatal"  # retrying cannot help
 
 
@@ -110,7 +120,7 @@ def classify(exc: BaseException, sent: bool) -> Failure:
         return Failure.FATAL
     if isinstance(exc, asyncpg.DataError):
         return Failure.FATAL
-    if isinstance(exc, (asyncpg.ConnectionDoesNotExistError, OSError, TimeoutError, asyncpg.InterfaceError)):
+    if isinstance(exc, DRIVER_ERRORS):
         if not sent or (isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)):
             # asyncpg checks that the connection is open before it writes anything.
             return Failure.NOT_APPLIED
@@ -148,7 +158,7 @@ async def run(
                 sent = True
                 done.append(await current(connection))
             return done[0]
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except DRIVER_ERRORS as exc:
             if done:
                 # Only returning the connection to the pool failed; the pool replaces it.
                 logger.debug("releasing a PostgreSQL connection failed: %s", describe(exc))

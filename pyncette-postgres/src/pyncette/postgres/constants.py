@@ -20,6 +20,10 @@ LISTENER_CONNECTIONS = 1
 CONNECT_TIMEOUT = 10.0
 """Seconds before a connection attempt fails: an unreachable server must fail start-up promptly."""
 
+STATEMENT_TIMEOUT = 60.0
+"""Seconds before a statement on the backend's own pool is abandoned: they take milliseconds, so one
+this slow sits on a dead connection that closed no socket (the retry then uses a fresh one)."""
+
 CLOSE_TIMEOUT = 5.0
 """Seconds to close the pool gracefully on exit before connections are terminated."""
 

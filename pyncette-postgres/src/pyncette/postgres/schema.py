@@ -11,7 +11,7 @@ import attrs
 
 from pyncette.errors import BackendError, ConfigurationError, SchemaVersionError
 from pyncette.postgres import constants
-from pyncette.postgres._connection import describe
+from pyncette.postgres._connection import DRIVER_ERRORS, describe
 
 logger = logging.getLogger("pyncette.postgres")
 
@@ -146,7 +146,7 @@ async def ensure_schema(pool: Any, table: TableName, *, skip_create: bool) -> No
         raise ConfigurationError(
             f"the schema of option postgres_table_name={table.qualified!r} does not exist: {describe(exc)}"
         ) from exc
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except DRIVER_ERRORS as exc:
         raise BackendError(f"PostgreSQL schema check of table {table.qualified!r} failed: {describe(exc)}") from exc
 
 
