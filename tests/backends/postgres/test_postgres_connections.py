@@ -111,6 +111,20 @@ async def test_batches_are_one_statement_each(counted_pool: tuple[asyncpg.Pool, 
         assert len(counter.take()) == 2
 
 
+async def test_repeated_keys_in_one_batch_apply_in_order(postgres_url: str, table_name: str) -> None:
+    async with postgres_repository(postgres_url=postgres_url, postgres_table_name=table_name) as repository:
+        key = TaskKey("s", "a")
+        await repository.register_tasks(T0, [registration("s", "a")])
+        await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)
+        forced = Registration(key=key, spec='{"v": 2}', data="{}", next_run=T0, force=True)
+        plain = Registration(key=key, spec='{"v": 3}', data="{}", next_run=T0)
+        # The forced one takes the lock away first, so the plain one after it is applied too.
+        assert await repository.register_tasks(T0, [forced, plain]) == [RegisterOutcome.UPDATED] * 2
+        state = await repository.get_task(key)
+        assert state is not None
+        assert state.spec == '{"v": 3}'
+
+
 async def test_very_large_batches_are_split(
     counted_pool: tuple[asyncpg.Pool, QueryCounter], table_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

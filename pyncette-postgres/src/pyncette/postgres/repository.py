@@ -238,20 +238,21 @@ class PostgresRepository(Repository):
 
     async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
         outcomes: list[RegisterOutcome] = [RegisterOutcome.LOCKED] * len(registrations)
-        for forced in (False, True):
-            positions = [i for i, reg in enumerate(registrations) if reg.force is forced]
-            for round_ in _rounds([registrations[i].key for i in positions]):
-                batch = [registrations[positions[i]] for i in round_]
+        for round_ in _rounds([registration.key for registration in registrations]):
+            # Keys are unique within a round, so running its forced ones apart reorders nothing.
+            for forced in (False, True):
+                positions = [i for i in round_ if registrations[i].force is forced]
+                if not positions:
+                    continue
+                batch = [registrations[i] for i in positions]
                 rows = await self._run(
                     "register", lambda conn, batch=batch, forced=forced: self._register(conn, now, batch, forced)
                 )
                 created = {(row["task"], row["instance"]): row["created"] for row in rows if row["task"] is not None}
-                for i in round_:
-                    key = registrations[positions[i]].key
+                for i in positions:
+                    key = registrations[i].key
                     if (key.task, key.instance) in created:
-                        outcomes[positions[i]] = (
-                            RegisterOutcome.CREATED if created[key.task, key.instance] else RegisterOutcome.UPDATED
-                        )
+                        outcomes[i] = RegisterOutcome.CREATED if created[key.task, key.instance] else RegisterOutcome.UPDATED
         return outcomes
 
     async def _register(self, connection: Any, now: datetime.datetime, batch: list[Registration], forced: bool) -> Any:
