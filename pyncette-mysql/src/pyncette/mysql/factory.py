@@ -11,7 +11,7 @@ import aiomysql
 
 from pyncette.errors import BackendError, ConfigurationError, PyncetteException
 from pyncette.mysql import constants
-from pyncette.mysql.repository import MySQLRepository, describe
+from pyncette.mysql.repository import MySQLRepository, describe, is_encrypted
 from pyncette.mysql.schema import ensure_schema
 
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
@@ -101,6 +101,7 @@ async def mysql_repository(
             "(letters, digits and underscores, not starting with a digit, at most 64 characters)"
         )
     where = f"{mysql_host}:{mysql_port}"
+    ssl_context = _ssl_context(mysql_ssl)
     if mysql_pool is None:
         if not isinstance(mysql_port, int) or isinstance(mysql_port, bool) or not 0 < mysql_port < 65536:
             raise ConfigurationError(f"mysql_port must be an integer between 1 and 65535, not {mysql_port!r}")
@@ -121,7 +122,7 @@ async def mysql_repository(
                 db=mysql_database,
                 charset="utf8mb4",
                 autocommit=True,
-                ssl=_ssl_context(mysql_ssl),
+                ssl=ssl_context,
                 connect_timeout=mysql_connect_timeout,
             )
         except PyncetteException:
@@ -135,13 +136,15 @@ async def mysql_repository(
     try:
         try:
             async with pool.acquire() as conn:
+                if ssl_context is not None and not is_encrypted(conn):
+                    raise ConfigurationError(f"mysql_ssl is set but the server at {where} does not offer TLS")
                 database = await _check_server(conn, where)
                 await ensure_schema(conn, database, mysql_table_name, create=not mysql_skip_table_create)
         except PyncetteException:
             raise
         except Exception as exc:
             raise BackendError(_scrub(f"MySQL start-up check at {where} failed: {describe(exc)}", mysql_password)) from exc
-        yield MySQLRepository(pool, mysql_table_name)
+        yield MySQLRepository(pool, mysql_table_name, require_tls=ssl_context is not None)
     finally:
         if mysql_pool is None:
             pool.close()

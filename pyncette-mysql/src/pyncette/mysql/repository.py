@@ -133,6 +133,12 @@ def describe(exc: BaseException) -> str:
     return f"{code}: {message}" if code is not None else f"{type(exc).__name__}: {message}"
 
 
+def is_encrypted(conn: Any) -> bool:
+    """Whether ``conn`` runs over TLS: aiomysql silently stays in clear text when the server offers no TLS."""
+    writer = getattr(conn, "_writer", None)
+    return writer is not None and writer.get_extra_info("ssl_object") is not None
+
+
 class _Attempt:
     """Progress of one try of an operation: whether a write may have reached the server."""
 
@@ -159,11 +165,20 @@ class MySQLRepository(Repository):
     pools it creates. ``table`` must already be a validated identifier with the current schema.
     """
 
-    def __init__(self, pool: Any, table: str) -> None:
+    def __init__(self, pool: Any, table: str, *, require_tls: bool = False) -> None:
         if not constants.TABLE_NAME_PATTERN.fullmatch(table):
             raise ValueError(f"invalid table name {table!r}")
         self._pool = pool
         self._table = f"`{table}`"
+        self._require_tls = require_tls
+
+    async def _acquire(self) -> Any:
+        conn = await self._pool.acquire()
+        if self._require_tls and not is_encrypted(conn):
+            conn.close()
+            self._pool.release(conn)
+            raise BackendError("a MySQL connection was opened without TLS although mysql_ssl is set")
+        return conn
 
     async def _run(self, operation: Callable[[Any, _Attempt], Awaitable[T]], *, idempotent: bool, what: str) -> T:
         """Run ``operation(conn, attempt)`` on a pooled connection, retrying where that is safe."""
@@ -171,9 +186,9 @@ class MySQLRepository(Repository):
         for attempt_number in range(1, constants.RETRY_ATTEMPTS + 1):
             attempt = _Attempt()
             try:
-                conn = await self._pool.acquire()
+                conn = await self._acquire()
             except Exception as exc:
-                if not _is_driver_error(exc):
+                if isinstance(exc, BackendError) or not _is_driver_error(exc):
                     raise
                 error: BaseException = exc
                 retry = True
