@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import logging
@@ -13,7 +14,7 @@ import anyio
 import pytest
 
 from pyncette.errors import BackendError
-from pyncette.model import Completion, Registration, TaskKey
+from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey
 from pyncette.mysql import mysql_repository
 from tests.backends.mysql.conftest import admin_connection
 from tests.backends.mysql.test_mysql_options import own_pool
@@ -199,3 +200,22 @@ async def test_cancelled_operation_does_not_poison_the_pool(mysql_options: dict[
             group.cancel_scope.cancel()
         result = await repository.claim_due(T0, "c", owner="w", lease_duration=LEASE, limit=50)
         assert len(result.claimed) == 50
+
+
+async def test_concurrent_first_registrations_create_each_instance_once(mysql_options: dict[str, Any], table_name: str) -> None:
+    names = [f"i{i:03d}" for i in range(60)]
+    outcomes: list[RegisterOutcome] = []
+    async with contextlib.AsyncExitStack() as stack:
+        repos = [
+            await stack.enter_async_context(mysql_repository(**mysql_options, mysql_table_name=table_name)) for _ in range(4)
+        ]
+
+        async def register(index: int) -> None:
+            order = names if index % 2 else names[::-1]
+            outcomes.extend(await repos[index].register_tasks(T0, [reg("race", name) for name in order]))
+
+        async with anyio.create_task_group() as group:
+            for index in range(4):
+                group.start_soon(register, index)
+    assert outcomes.count(RegisterOutcome.CREATED) == len(names)
+    assert outcomes.count(RegisterOutcome.UPDATED) == 3 * len(names)

@@ -219,7 +219,8 @@ class MySQLRepository(Repository):
                     await conn.rollback()
             except Exception:
                 conn.close()
-            return code in constants.TRANSIENT_SERVER_ERRORS or (code == constants.ER_DUP_ENTRY and safe_to_retry)
+            # The server refused a statement of an uncommitted transaction: nothing was applied.
+            return code in constants.TRANSIENT_SERVER_ERRORS or code == constants.ER_DUP_ENTRY
         # A lost, cancelled or broken session may hold unread results: never hand it out again.
         conn.close()
         return _is_connection_error(exc) and safe_to_retry
