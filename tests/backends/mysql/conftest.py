@@ -4,10 +4,13 @@ import contextlib
 import uuid
 from typing import Any, Iterator
 
-import pymysql
+import pymysql  # type: ignore[import-untyped]
 import pytest
 
 from tests.support.servers import MYSQL, require_server
+
+HOST = str(MYSQL["host"])
+PORT = int(str(MYSQL["port"]))
 
 
 @contextlib.contextmanager
@@ -36,10 +39,10 @@ def admin_query(sql: str, args: Any = None) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def mysql_options() -> dict[str, Any]:
-    require_server("MySQL/MariaDB", MYSQL["host"], int(MYSQL["port"]))
+    require_server("MySQL/MariaDB", HOST, PORT)
     return {
-        "mysql_host": MYSQL["host"],
-        "mysql_port": MYSQL["port"],
+        "mysql_host": HOST,
+        "mysql_port": PORT,
         "mysql_user": MYSQL["user"],
         "mysql_password": MYSQL["password"],
         "mysql_database": MYSQL["database"],

@@ -16,9 +16,8 @@ import pytest
 from pyncette.errors import BackendError
 from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey
 from pyncette.mysql import mysql_repository
-from tests.backends.mysql.conftest import admin_connection
+from tests.backends.mysql.conftest import HOST, PORT, admin_connection
 from tests.backends.mysql.test_mysql_options import own_pool
-from tests.support.servers import MYSQL
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.anyio
@@ -149,7 +148,7 @@ async def test_lock_wait_timeout_is_retried_not_surfaced(
 
 
 async def test_every_operation_recovers_after_connections_are_cut(table_name: str, mysql_options: dict[str, Any]) -> None:
-    with TcpProxy(MYSQL["host"], int(MYSQL["port"])) as proxy:
+    with TcpProxy(HOST, PORT) as proxy:
         options = {**mysql_options, "mysql_port": proxy.port, "mysql_pool_size": 3}
         async with mysql_repository(**options, mysql_table_name=table_name) as repository:
             await repository.register_tasks(T0, [reg("cut", f"i{i}") for i in range(5)])
@@ -173,7 +172,7 @@ async def test_every_operation_recovers_after_connections_are_cut(table_name: st
 
 
 async def test_unreachable_store_is_a_backend_error_then_recovers(table_name: str, mysql_options: dict[str, Any]) -> None:
-    with TcpProxy(MYSQL["host"], int(MYSQL["port"])) as proxy:
+    with TcpProxy(HOST, PORT) as proxy:
         options = {**mysql_options, "mysql_port": proxy.port}
         async with mysql_repository(**options, mysql_table_name=table_name) as repository:
             await repository.register_tasks(T0, [reg("down", "a")])

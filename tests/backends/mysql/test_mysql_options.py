@@ -265,7 +265,7 @@ async def test_names_compare_exactly_and_list_in_code_point_order(mysql_options:
     async with mysql_repository(**mysql_options, mysql_table_name=table_name) as repository:
         regs = [Registration(key=TaskKey("n", name), spec=f'"{i}"', data="{}", next_run=T0) for i, name in enumerate(names)]
         assert len(set(await repository.register_tasks(T0, regs))) == 1
-        listed = []
+        listed: list[str] = []
         continuation = None
         while True:
             page = await repository.list_tasks("n", limit=3, continuation=continuation)
