@@ -87,7 +87,13 @@ def moto_endpoint(moto_server: MotoServer) -> str:
 def delete_table(endpoint: str, table_name: str) -> None:
     import boto3
 
-    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=DUMMY_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
+    )
     try:
         client.delete_table(TableName=table_name)
     except client.exceptions.ResourceNotFoundException:

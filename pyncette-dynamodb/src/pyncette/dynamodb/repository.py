@@ -44,7 +44,14 @@ Item = dict[str, Any]
 T = TypeVar("T")
 
 _CREDENTIAL_ERRORS = frozenset(
-    {"UnrecognizedClientException", "InvalidSignatureException", "MissingAuthenticationTokenException", "ExpiredTokenException"}
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+    }
 )
 
 
@@ -116,9 +123,11 @@ def translate_error(exc: Exception, action: str, table: str) -> Exception:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
-        if code in _CREDENTIAL_ERRORS:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _CREDENTIAL_ERRORS or (status in (401, 403) and code != "AccessDeniedException"):
+            reason = f"HTTP {status}" if code == str(status) else code
             return ConfigurationError(
-                f"DynamoDB rejected the AWS credentials ({code}); check the ambient AWS configuration "
+                f"DynamoDB rejected the AWS credentials ({reason}); check the ambient AWS configuration "
                 "or the client passed as dynamodb_client"
             )
         if code == "ResourceNotFoundException":
@@ -247,32 +256,28 @@ class DynamoDBRepository(Repository):
         return await _concurrently([functools.partial(self._register, now, reg) for reg in registrations])
 
     async def _register(self, now: datetime.datetime, reg: Registration) -> RegisterOutcome:
-        created = TaskState(key=reg.key, spec=reg.spec, data=reg.data, next_run=reg.next_run)
+        created = self._encode(TaskState(key=reg.key, spec=reg.spec, data=reg.data, next_run=reg.next_run), 1)
+        stored_item: Item | None = {}  # {}: not known to exist, so try to create it
         for _ in range(c.MAX_CAS_ATTEMPTS):
-            stored_item = await self._put_if(self._encode(created, 1), "attribute_not_exists(#pk)", {"#pk": c.ATTR_PK})
-            if stored_item is None:
-                return RegisterOutcome.CREATED
             if not stored_item:
-                stored_item = await self._get_item(self._key(reg.key))
-            while stored_item:
-                stored = self._decode(stored_item)
-                if stored.is_locked(now) and not reg.force:
-                    return RegisterOutcome.LOCKED
-                updated = attrs.evolve(
-                    stored, spec=reg.spec, next_run=stored.next_run if stored.spec == reg.spec else reg.next_run
-                )
-                if reg.force:
-                    updated = attrs.evolve(
-                        updated,
-                        locked_by=None,
-                        locked_until=None,
-                        fencing_token=fencing_token_after(stored.fencing_token, now),
-                    )
-                if updated == stored:
-                    return RegisterOutcome.UPDATED
-                stored_item = await self._replace(stored_item, updated)
+                stored_item = await self._put_if(created, "attribute_not_exists(#pk)", {"#pk": c.ATTR_PK})
                 if stored_item is None:
-                    return RegisterOutcome.UPDATED
+                    return RegisterOutcome.CREATED
+                if not stored_item:
+                    stored_item = await self._get_item(self._key(reg.key)) or {}
+                    continue
+            stored = self._decode(stored_item)
+            if stored.is_locked(now) and not reg.force:
+                return RegisterOutcome.LOCKED
+            updated = attrs.evolve(stored, spec=reg.spec, next_run=stored.next_run if stored.spec == reg.spec else reg.next_run)
+            if reg.force:
+                token = fencing_token_after(stored.fencing_token, now)
+                updated = attrs.evolve(updated, locked_by=None, locked_until=None, fencing_token=token)
+            if updated == stored:
+                return RegisterOutcome.UPDATED
+            stored_item = await self._replace(stored_item, updated)
+            if stored_item is None:
+                return RegisterOutcome.UPDATED
         raise BackendError(f"DynamoDB: gave up registering {reg.key} after {c.MAX_CAS_ATTEMPTS} conflicting writes")
 
     async def _replace(self, stored_item: Item, state: TaskState) -> Item | None:
