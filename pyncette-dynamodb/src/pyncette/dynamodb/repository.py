@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
-import logging
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import anyio
@@ -37,8 +36,6 @@ from pyncette.model import (
     to_micros,
 )
 from pyncette.repository import Repository
-
-logger = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 T = TypeVar("T")
