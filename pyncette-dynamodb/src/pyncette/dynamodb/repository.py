@@ -1,0 +1,538 @@
+"""The DynamoDB repository.
+
+One item per instance, keyed by (``<prefix>#<scope>``, ``#<instance>``). A sparse global secondary
+index keyed by (scope, eligible time) lists the unpaused instances of a scope in the order they
+become claimable, so a claim reads only due items. Every state change is a conditional write: hot
+paths (claim, complete, extend) condition on the lease fields directly; rarer read-modify-write
+paths (register an existing instance, pause) compare-and-swap on a version attribute. A lost
+condition means another worker won; it is never retried as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+import anyio
+import attrs
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from pyncette.dynamodb import constants as c
+from pyncette.errors import BackendError, ConfigurationError
+from pyncette.model import (
+    ClaimedTask,
+    ClaimResult,
+    Completion,
+    Lease,
+    Page,
+    RegisterOutcome,
+    Registration,
+    TaskKey,
+    TaskState,
+    fencing_token_after,
+    from_micros,
+    to_micros,
+)
+from pyncette.repository import Repository
+
+Item = dict[str, Any]
+T = TypeVar("T")
+
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+    }
+)
+
+
+class _ConditionFailed(Exception):
+    """A conditional write lost; ``item`` is the stored item (None when it does not exist)."""
+
+    def __init__(self, item: Item | None) -> None:
+        super().__init__("condition failed")
+        self.item = item
+
+
+def _eligible_at(state: TaskState) -> int:
+    next_run = to_micros(state.next_run)
+    if state.locked_until is None:
+        return next_run
+    return max(next_run, to_micros(state.locked_until))
+
+
+def _at(micros: int | None) -> datetime.datetime | None:
+    return None if micros is None else from_micros(micros)
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _int(item: Item, name: str) -> int | None:
+    value = item.get(name)
+    return None if value is None else int(value["N"])
+
+
+def _str(item: Item, name: str) -> str | None:
+    value = item.get(name)
+    return None if value is None else str(value["S"])
+
+
+async def _concurrently(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run ``calls`` at once; return their results in order, or raise the first error after all finished."""
+    if len(calls) == 1:
+        return [await calls[0]()]
+    results: list[Any] = [None] * len(calls)
+    errors: list[Exception] = []
+
+    async def run(index: int) -> None:
+        try:
+            results[index] = await calls[index]()
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for index in range(len(calls)):
+            group.start_soon(run, index)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def translate_error(exc: Exception, action: str, table: str) -> Exception:
+    """The pyncette error for a driver error raised by ``action`` (never containing credentials)."""
+    if isinstance(exc, NoCredentialsError):
+        return ConfigurationError(
+            "no AWS credentials found for the DynamoDB backend: configure them in the environment or ~/.aws, "
+            "or pass a client as dynamodb_client"
+        )
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _CREDENTIAL_ERRORS or (status in (401, 403) and code != "AccessDeniedException"):
+            reason = f"HTTP {status}" if code == str(status) else code
+            return ConfigurationError(
+                f"DynamoDB rejected the AWS credentials ({reason}); check the ambient AWS configuration "
+                "or the client passed as dynamodb_client"
+            )
+        if code == "ResourceNotFoundException":
+            return ConfigurationError(
+                f"DynamoDB table {table!r} (dynamodb_table_name) or its index {c.INDEX_NAME!r} does not exist"
+            )
+        if code == "AccessDeniedException":
+            return ConfigurationError(f"access denied to DynamoDB table {table!r} (dynamodb_table_name) for {action}")
+        return BackendError(f"DynamoDB {action} on table {table!r} failed: {code}: {error.get('Message', '')}")
+    return BackendError(f"DynamoDB {action} on table {table!r} failed: {type(exc).__name__} (check dynamodb_endpoint)")
+
+
+class DynamoDBRepository(Repository):
+    """A :class:`~pyncette.repository.Repository` stored in one DynamoDB table.
+
+    ``client`` is an entered aiobotocore DynamoDB client; the repository never closes it.
+    ``max_in_flight`` bounds the requests one call issues at once (size it to the client's pool).
+    """
+
+    def __init__(self, client: Any, *, table_name: str, partition_prefix: str, max_in_flight: int) -> None:
+        self._client = client
+        self._table = table_name
+        self._prefix = partition_prefix + c.PARTITION_SEPARATOR
+        self._limiter = anyio.CapacityLimiter(max_in_flight)
+
+    # Encoding
+
+    def _pk(self, task: str) -> str:
+        return self._prefix + task
+
+    def _key(self, key: TaskKey) -> Item:
+        return {c.ATTR_PK: _s(self._pk(key.task)), c.ATTR_SK: _s(c.INSTANCE_PREFIX + key.instance)}
+
+    def _encode(self, state: TaskState, version: int) -> Item:
+        item = self._key(state.key)
+        item.update(
+            {
+                c.ATTR_SPEC: _s(state.spec),
+                c.ATTR_DATA: _s(state.data),
+                c.ATTR_NEXT_RUN: _n(to_micros(state.next_run)),
+                c.ATTR_DUE: _n(_eligible_at(state)),
+                c.ATTR_PAUSED: {"BOOL": state.paused},
+                c.ATTR_TOKEN: _n(state.fencing_token),
+                c.ATTR_VERSION: _n(version),
+            }
+        )
+        if not state.paused:
+            item[c.ATTR_READY] = _s(self._pk(state.key.task))
+        if state.locked_by is not None:
+            item[c.ATTR_LOCKED_BY] = _s(state.locked_by)
+        if state.locked_until is not None:
+            item[c.ATTR_LOCKED_UNTIL] = _n(to_micros(state.locked_until))
+        return item
+
+    def _decode(self, item: Item) -> TaskState:
+        locked_until = _int(item, c.ATTR_LOCKED_UNTIL)
+        return TaskState(
+            key=TaskKey(
+                task=item[c.ATTR_PK]["S"][len(self._prefix) :],
+                instance=item[c.ATTR_SK]["S"][len(c.INSTANCE_PREFIX) :],
+            ),
+            spec=item[c.ATTR_SPEC]["S"],
+            data=item[c.ATTR_DATA]["S"],
+            next_run=from_micros(int(item[c.ATTR_NEXT_RUN]["N"])),
+            paused=bool(item.get(c.ATTR_PAUSED, {}).get("BOOL", False)),
+            locked_until=None if locked_until is None else from_micros(locked_until),
+            locked_by=_str(item, c.ATTR_LOCKED_BY),
+            fencing_token=int(item[c.ATTR_TOKEN]["N"]),
+        )
+
+    # Requests
+
+    async def _call(self, action: str, **kwargs: Any) -> Item:
+        """Issue one request; lost conditions raise :class:`_ConditionFailed`, other errors pyncette errors."""
+        method = getattr(self._client, action)
+        try:
+            async with self._limiter:
+                response: Item = await method(TableName=self._table, **kwargs)
+                return response
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise _ConditionFailed(exc.response.get("Item")) from None
+            raise translate_error(exc, action, self._table) from exc
+        except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
+            raise translate_error(exc, action, self._table) from exc
+
+    async def _get_item(self, key: Item) -> Item | None:
+        response = await self._call("get_item", Key=key, ConsistentRead=True)
+        item: Item | None = response.get("Item")
+        return item
+
+    async def _put_if(self, item: Item, condition: str, names: dict[str, str], values: Item | None = None) -> Item | None:
+        """Put ``item`` if ``condition`` holds; return None when applied, else the stored item (or {} if none)."""
+        kwargs: dict[str, Any] = {"ExpressionAttributeValues": values} if values else {}
+        try:
+            await self._call(
+                "put_item",
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **kwargs,
+            )
+        except _ConditionFailed as lost:
+            return lost.item or {}
+        return None
+
+    async def _update_if(self, key: Item, update: str, condition: str, names: dict[str, str], values: Item) -> Item:
+        """Apply ``update`` if ``condition`` holds and return the new item; raise _ConditionFailed otherwise."""
+        response = await self._call(
+            "update_item",
+            Key=key,
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        attributes: Item = response["Attributes"]
+        return attributes
+
+    # register / unregister
+
+    async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
+        return await _concurrently([functools.partial(self._register, now, reg) for reg in registrations])
+
+    async def _register(self, now: datetime.datetime, reg: Registration) -> RegisterOutcome:
+        created = self._encode(TaskState(key=reg.key, spec=reg.spec, data=reg.data, next_run=reg.next_run), 1)
+        stored_item: Item | None = {}  # {}: not known to exist, so try to create it
+        for _ in range(c.MAX_CAS_ATTEMPTS):
+            if not stored_item:
+                stored_item = await self._put_if(created, "attribute_not_exists(#pk)", {"#pk": c.ATTR_PK})
+                if stored_item is None:
+                    return RegisterOutcome.CREATED
+                if not stored_item:
+                    stored_item = await self._get_item(self._key(reg.key)) or {}
+                    continue
+            stored = self._decode(stored_item)
+            if stored.is_locked(now) and not reg.force:
+                return RegisterOutcome.LOCKED
+            updated = attrs.evolve(stored, spec=reg.spec, next_run=stored.next_run if stored.spec == reg.spec else reg.next_run)
+            if reg.force:
+                token = fencing_token_after(stored.fencing_token, now)
+                updated = attrs.evolve(updated, locked_by=None, locked_until=None, fencing_token=token)
+            if updated == stored:
+                return RegisterOutcome.UPDATED
+            stored_item = await self._replace(stored_item, updated)
+            if stored_item is None:
+                return RegisterOutcome.UPDATED
+        raise BackendError(f"DynamoDB: gave up registering {reg.key} after {c.MAX_CAS_ATTEMPTS} conflicting writes")
+
+    async def _replace(self, stored_item: Item, state: TaskState) -> Item | None:
+        """Compare-and-swap ``stored_item`` for ``state``; None when applied, else what is stored now ({} if gone)."""
+        version = int(stored_item[c.ATTR_VERSION]["N"])
+        return await self._put_if(
+            self._encode(state, version + 1), "#ver = :ver", {"#ver": c.ATTR_VERSION}, {":ver": _n(version)}
+        )
+
+    async def unregister_task(self, now: datetime.datetime, key: TaskKey) -> bool:
+        response = await self._call("delete_item", Key=self._key(key), ReturnValues="ALL_OLD")
+        return bool(response.get("Attributes"))
+
+    # claim_due
+
+    async def claim_due(
+        self,
+        now: datetime.datetime,
+        task: str,
+        *,
+        owner: str,
+        lease_duration: datetime.timedelta,
+        limit: int,
+        instance: str | None = None,
+    ) -> ClaimResult:
+        now_us = to_micros(now)
+        claim = _Claim(owner=owner, now_us=now_us, until_us=to_micros(now + lease_duration))
+        pk = self._pk(task)
+        if instance is not None:
+            state = await self._claim_one(self._key(TaskKey(task, instance)), claim)
+            claimed = [state] if state is not None else []
+            return ClaimResult(claimed=self._claimed(claimed, claim), next_due=_at(await self._next_due(pk, now_us)))
+
+        won: list[TaskState] = []
+        next_due: int | None = None
+        start_key: Item | None = None
+        more = read_all = False
+        for _ in range(c.CLAIM_ROUNDS):
+            need = limit - len(won)
+            kwargs: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
+            response = await self._call(
+                "query",
+                IndexName=c.INDEX_NAME,
+                KeyConditionExpression="#rdy = :pk",
+                ExpressionAttributeNames={"#rdy": c.ATTR_READY},
+                ExpressionAttributeValues={":pk": _s(pk)},
+                ScanIndexForward=True,
+                Limit=need + 1,
+                **kwargs,
+            )
+            read_all = "LastEvaluatedKey" not in response
+            candidates = []
+            for item in response.get("Items", []):
+                due = int(item[c.ATTR_DUE]["N"])
+                if due > now_us:
+                    next_due = due
+                    break
+                candidates.append(item)
+            more = len(candidates) > need
+            candidates = candidates[:need]
+            keys = [{c.ATTR_PK: item[c.ATTR_PK], c.ATTR_SK: item[c.ATTR_SK]} for item in candidates]
+            states = await _concurrently([functools.partial(self._claim_one, key, claim) for key in keys])
+            won.extend(state for state in states if state is not None)
+            if not more or len(won) >= limit:
+                break
+            # Other workers won some candidates: read on past this window rather than return short.
+            start_key = candidates[-1]
+        if next_due is None and not read_all:
+            # The window ended on due items: look past them for the earliest future one.
+            next_due = await self._next_due(pk, now_us)
+        return ClaimResult(claimed=self._claimed(won, claim), more=more, next_due=_at(next_due))
+
+    @staticmethod
+    def _claimed(states: list[TaskState], claim: _Claim) -> tuple[ClaimedTask, ...]:
+        until = from_micros(claim.until_us)
+        return tuple(
+            ClaimedTask(state=state, lease=Lease(owner=claim.owner, token=state.fencing_token, locked_until=until))
+            for state in states
+        )
+
+    async def _next_due(self, pk: str, now_us: int) -> int | None:
+        response = await self._call(
+            "query",
+            IndexName=c.INDEX_NAME,
+            KeyConditionExpression="#rdy = :pk AND #due > :now",
+            ExpressionAttributeNames={"#rdy": c.ATTR_READY, "#due": c.ATTR_DUE},
+            ExpressionAttributeValues={":pk": _s(pk), ":now": _n(now_us)},
+            ScanIndexForward=True,
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        return int(items[0][c.ATTR_DUE]["N"]) if items else None
+
+    async def _claim_one(self, key: Item, claim: _Claim) -> TaskState | None:
+        names = {
+            "#rdy": c.ATTR_READY,
+            "#nr": c.ATTR_NEXT_RUN,
+            "#lu": c.ATTR_LOCKED_UNTIL,
+            "#lb": c.ATTR_LOCKED_BY,
+            "#due": c.ATTR_DUE,
+            "#ft": c.ATTR_TOKEN,
+            "#ver": c.ATTR_VERSION,
+        }
+        eligible = "attribute_exists(#rdy) AND #nr <= :now AND (attribute_not_exists(#lu) OR #lu <= :now)"
+        update = "SET #lb = :owner, #lu = :until, #due = :until, #ft = :token ADD #ver :one"
+        values = {
+            ":now": _n(claim.now_us),
+            ":until": _n(claim.until_us),
+            ":owner": _s(claim.owner),
+            ":one": _n(1),
+        }
+        # Tokens are normally the clock in microseconds; only when the stored token is already at or
+        # past it (claims within one microsecond, a skewed clock) does a second round need the stored value.
+        token = claim.now_us
+        condition = f"{eligible} AND #ft < :token"
+        for _ in range(2):
+            try:
+                item = await self._update_if(key, update, condition, names, {**values, ":token": _n(token)})
+            except _ConditionFailed as lost:
+                if not lost.item:
+                    return None
+                stored = self._decode(lost.item)
+                if stored.paused or stored.is_locked(from_micros(claim.now_us)) or to_micros(stored.next_run) > claim.now_us:
+                    return None
+                token = fencing_token_after(stored.fencing_token, from_micros(claim.now_us))
+                values[":prev"] = _n(stored.fencing_token)
+                condition = f"{eligible} AND #ft = :prev"
+                continue
+            return self._decode(item)
+        return None
+
+    # complete / extend
+
+    async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
+        return await _concurrently([functools.partial(self._complete, done) for done in completions])
+
+    async def _complete(self, done: Completion) -> bool:
+        names = {"#lb": c.ATTR_LOCKED_BY, "#ft": c.ATTR_TOKEN}
+        holds = "#lb = :owner AND #ft = :token"
+        values = {":owner": _s(done.lease.owner), ":token": _n(done.lease.token)}
+        if done.next_run is None:
+            try:
+                await self._call(
+                    "delete_item",
+                    Key=self._key(done.key),
+                    ConditionExpression=holds,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+            except _ConditionFailed:
+                return False
+            return True
+        next_run = to_micros(done.next_run)
+        try:
+            await self._update_if(
+                self._key(done.key),
+                "SET #nr = :nr, #due = :nr, #dat = :data REMOVE #lb, #lu ADD #ver :one",
+                holds,
+                {
+                    **names,
+                    "#nr": c.ATTR_NEXT_RUN,
+                    "#due": c.ATTR_DUE,
+                    "#dat": c.ATTR_DATA,
+                    "#lu": c.ATTR_LOCKED_UNTIL,
+                    "#ver": c.ATTR_VERSION,
+                },
+                {**values, ":nr": _n(next_run), ":data": _s(done.data), ":one": _n(1)},
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
+    async def extend_lease(
+        self, now: datetime.datetime, key: TaskKey, lease: Lease, lease_duration: datetime.timedelta
+    ) -> Lease | None:
+        until = now + lease_duration
+        names = {
+            "#lb": c.ATTR_LOCKED_BY,
+            "#ft": c.ATTR_TOKEN,
+            "#lu": c.ATTR_LOCKED_UNTIL,
+            "#due": c.ATTR_DUE,
+            "#nr": c.ATTR_NEXT_RUN,
+            "#ver": c.ATTR_VERSION,
+        }
+        values = {":owner": _s(lease.owner), ":token": _n(lease.token), ":until": _n(to_micros(until)), ":one": _n(1)}
+        holds = "#lb = :owner AND #ft = :token"
+        try:
+            # The index key must stay max(next_run, locked_until); next_run is normally in the past.
+            await self._update_if(
+                self._key(key), "SET #lu = :until, #due = :until ADD #ver :one", f"{holds} AND #nr <= :until", names, values
+            )
+        except _ConditionFailed as lost:
+            if not lost.item:
+                return None
+            stored = self._decode(lost.item)
+            if stored.locked_by != lease.owner or stored.fencing_token != lease.token:
+                return None
+            try:
+                await self._update_if(
+                    self._key(key), "SET #lu = :until, #due = #nr ADD #ver :one", f"{holds} AND #nr > :until", names, values
+                )
+            except _ConditionFailed:
+                return None
+        return attrs.evolve(lease, locked_until=until)
+
+    # reads
+
+    async def get_task(self, key: TaskKey) -> TaskState | None:
+        item = await self._get_item(self._key(key))
+        return self._decode(item) if item else None
+
+    async def list_tasks(self, task: str, *, limit: int, continuation: str | None = None) -> Page:
+        condition = "#pk = :pk"
+        values: Item = {":pk": _s(self._pk(task))}
+        if continuation is not None:
+            condition += " AND #sk > :after"
+            values[":after"] = _s(c.INSTANCE_PREFIX + continuation)
+        items: list[Item] = []
+        start_key: Item | None = None
+        while len(items) <= limit:
+            kwargs: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
+            response = await self._call(
+                "query",
+                KeyConditionExpression=condition,
+                ExpressionAttributeNames={"#pk": c.ATTR_PK, **({"#sk": c.ATTR_SK} if continuation is not None else {})},
+                ExpressionAttributeValues=values,
+                ConsistentRead=True,
+                Limit=limit + 1 - len(items),
+                **kwargs,
+            )
+            items.extend(response.get("Items", []))
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                break
+        states = tuple(self._decode(item) for item in items[:limit])
+        return Page(states=states, continuation=states[-1].key.instance if len(items) > limit else None)
+
+    # set_paused
+
+    async def set_paused(
+        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+    ) -> bool:
+        stored_item = await self._get_item(self._key(key))
+        for _ in range(c.MAX_CAS_ATTEMPTS):
+            if not stored_item:
+                return False
+            stored = self._decode(stored_item)
+            updated = attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run)
+            if updated == stored:
+                return True
+            stored_item = await self._replace(stored_item, updated)
+            if stored_item is None:
+                return True
+        raise BackendError(f"DynamoDB: gave up pausing {key} after {c.MAX_CAS_ATTEMPTS} conflicting writes")
+
+
+@attrs.frozen
+class _Claim:
+    owner: str
+    now_us: int
+    until_us: int

@@ -1,0 +1,443 @@
+"""DynamoDB-specific behaviour: options, validation, table management, faults and batching."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.metadata
+import inspect
+import logging
+import socket
+from collections import Counter
+from typing import Any, AsyncIterator
+
+import anyio
+import pytest
+from aiobotocore.session import get_session
+
+from pyncette.dynamodb import constants as c
+from pyncette.dynamodb import dynamodb_repository, table_definition
+from pyncette.dynamodb.plugin import pyncette_backends
+from pyncette.errors import BackendError, ConfigurationError, SchemaVersionError
+from pyncette.model import Completion, Registration, TaskKey
+from tests.backends.dynamodb.conftest import DUMMY_ENVIRONMENT, REGION, MotoServer, start_moto
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.anyio
+
+UTC = datetime.timezone.utc
+T0 = datetime.datetime(2031, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+SECOND = datetime.timedelta(seconds=1)
+LEASE = datetime.timedelta(seconds=30)
+
+
+def reg(scope: str, name: str, next_run: datetime.datetime = T0, spec: str = "{}") -> Registration:
+    return Registration(key=TaskKey(scope, name), spec=spec, data="{}", next_run=next_run)
+
+
+@contextlib.asynccontextmanager
+async def raw_client(endpoint: str) -> AsyncIterator[Any]:
+    async with get_session().create_client("dynamodb", region_name=REGION, endpoint_url=endpoint) as client:
+        yield client
+
+
+class CountingClient:
+    """Forwards to an aiobotocore client, counting calls per operation and the most in flight at once."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.meta = client.meta
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        async def call(**kwargs: Any) -> Any:
+            self.calls[name] += 1
+            self.in_flight += 1
+            self.max_in_flight[name] = max(self.max_in_flight[name], self.in_flight)
+            try:
+                return await method(**kwargs)
+            finally:
+                self.in_flight -= 1
+
+        return call
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.max_in_flight.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Plugin and options
+
+
+def test_entry_point_and_declared_options() -> None:
+    (entry_point,) = [ep for ep in importlib.metadata.entry_points(group="pyncette") if ep.name == "dynamodb"]
+    assert entry_point.value == "pyncette.dynamodb.plugin"
+    (info,) = pyncette_backends()
+    assert (info.name, info.factory, info.distribution) == ("dynamodb", dynamodb_repository, "pyncette-dynamodb")
+    parameters = inspect.signature(info.factory).parameters
+    keywords = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert set(info.options) == keywords
+    assert {"dynamodb_region_name", "dynamodb_table_name", "dynamodb_endpoint", "dynamodb_skip_table_create"} <= keywords
+    assert all(info.options.values())
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"dynamodb_table_name": "no spaces allowed"}, "dynamodb_table_name"),
+        ({"dynamodb_table_name": "ab"}, "dynamodb_table_name"),
+        ({"dynamodb_partition_prefix": "has#hash"}, "dynamodb_partition_prefix"),
+        ({"dynamodb_region_name": "Not A Region"}, "dynamodb_region_name"),
+        ({"dynamodb_endpoint": "ftp://127.0.0.1:1"}, "dynamodb_endpoint"),
+        ({"dynamodb_endpoint": "not a url"}, "dynamodb_endpoint"),
+    ],
+)
+async def test_invalid_options_fail_at_start_naming_the_option(options: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        async with dynamodb_repository(**{"dynamodb_region_name": REGION, **options}):
+            pytest.fail("must not start")
+
+
+async def test_endpoint_credentials_are_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigurationError, match="dynamodb_endpoint") as raised:
+        async with dynamodb_repository(dynamodb_region_name=REGION, dynamodb_endpoint="http://user:hunter2@127.0.0.1:1"):
+            pytest.fail("must not start")
+    assert "hunter2" not in str(raised.value)
+
+
+async def test_missing_region_names_the_option(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    with pytest.raises(ConfigurationError, match="dynamodb_region_name"):
+        async with dynamodb_repository(dynamodb_endpoint=moto_endpoint):
+            pytest.fail("must not start")
+
+
+async def test_missing_credentials_are_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, dynamodb_options: dict[str, Any]
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    with pytest.raises(ConfigurationError, match="credentials"):
+        async with dynamodb_repository(**dynamodb_options):
+            pytest.fail("must not start")
+
+
+async def test_unreachable_endpoint_fails_at_start_naming_the_option(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(BackendError, match="dynamodb_endpoint") as raised:
+        async with dynamodb_repository(dynamodb_region_name=REGION, dynamodb_endpoint=endpoint):
+            pytest.fail("must not start")
+    assert raised.value.__cause__ is not None
+    assert DUMMY_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"] not in str(raised.value) + caplog.text
+
+
+async def test_rejected_credentials_fail_at_start_without_leaking_the_secret(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    server = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # moto then checks keys against its IAM
+    try:
+        with pytest.raises(ConfigurationError, match="credentials") as raised:
+            async with dynamodb_repository(dynamodb_region_name=REGION, dynamodb_endpoint=server.endpoint):
+                pytest.fail("must not start")
+    finally:
+        server.stop()
+    for secret in (DUMMY_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"], DUMMY_ENVIRONMENT["AWS_SESSION_TOKEN"]):
+        assert secret not in str(raised.value)
+        assert secret not in caplog.text
+
+
+async def test_unknown_options_are_ignored(dynamodb_options: dict[str, Any]) -> None:
+    async with dynamodb_repository(**dynamodb_options, redis_url="redis://x", concurrency_limit=7, batch_size=50) as repository:
+        assert await repository.get_task(TaskKey("t", "")) is None
+
+
+# Table management
+
+
+async def test_table_is_created_with_the_documented_definition(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    table_name = dynamodb_options["dynamodb_table_name"]
+    async with dynamodb_repository(**dynamodb_options):
+        pass
+    async with raw_client(moto_endpoint) as client:
+        table = (await client.describe_table(TableName=table_name))["Table"]
+        meta = await client.get_item(
+            TableName=table_name, Key={c.ATTR_PK: {"S": c.META_PARTITION_KEY}, c.ATTR_SK: {"S": c.META_SORT_KEY}}
+        )
+    definition = table_definition(table_name)
+    assert table["TableStatus"] == "ACTIVE"
+    assert table["KeySchema"] == definition["KeySchema"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert (index["IndexName"], index["KeySchema"], index["Projection"]) == (
+        c.INDEX_NAME,
+        definition["GlobalSecondaryIndexes"][0]["KeySchema"],
+        {"ProjectionType": "KEYS_ONLY"},
+    )
+    assert meta["Item"][c.ATTR_SCHEMA_VERSION] == {"N": str(c.SCHEMA_VERSION)}
+
+
+async def test_concurrent_first_starts_all_succeed(dynamodb_options: dict[str, Any]) -> None:
+    started: list[bool] = []
+
+    async def start() -> None:
+        async with dynamodb_repository(**dynamodb_options) as repository:
+            await repository.register_tasks(T0, [reg("s", "a")])
+            started.append(True)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(start)
+    assert started == [True] * 4
+
+
+async def test_skip_table_create_requires_an_existing_table(dynamodb_options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="dynamodb_skip_table_create") as raised:
+        async with dynamodb_repository(**dynamodb_options, dynamodb_skip_table_create=True):
+            pytest.fail("must not start")
+    assert "dynamodb_table_name" in str(raised.value)
+
+
+async def test_skip_table_create_uses_a_precreated_table(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    async with raw_client(moto_endpoint) as client:
+        await client.create_table(**table_definition(dynamodb_options["dynamodb_table_name"]))
+    async with dynamodb_repository(**dynamodb_options, dynamodb_skip_table_create=True) as repository:
+        await repository.register_tasks(T0, [reg("s", "a")])
+        result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=5)
+        assert [claimed.state.key for claimed in result.claimed] == [TaskKey("s", "a")]
+
+
+async def test_table_with_another_layout_is_refused(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    async with raw_client(moto_endpoint) as client:
+        await client.create_table(
+            TableName=dynamodb_options["dynamodb_table_name"],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    with pytest.raises(SchemaVersionError, match="dynamodb_table_name"):
+        async with dynamodb_repository(**dynamodb_options):
+            pytest.fail("must not start")
+
+
+async def test_newer_schema_version_is_refused(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    async with dynamodb_repository(**dynamodb_options):
+        pass
+    async with raw_client(moto_endpoint) as client:
+        await client.put_item(
+            TableName=dynamodb_options["dynamodb_table_name"],
+            Item={
+                c.ATTR_PK: {"S": c.META_PARTITION_KEY},
+                c.ATTR_SK: {"S": c.META_SORT_KEY},
+                c.ATTR_SCHEMA_VERSION: {"N": str(c.SCHEMA_VERSION + 1)},
+            },
+        )
+    with pytest.raises(SchemaVersionError, match="schema version"):
+        async with dynamodb_repository(**dynamodb_options):
+            pytest.fail("must not start")
+
+
+# Clients, prefixes, layout
+
+
+async def test_a_client_passed_in_is_used_and_not_closed(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client:
+        async with dynamodb_repository(**options, dynamodb_client=client) as repository:
+            await repository.register_tasks(T0, [reg("s", "a")])
+        response = await client.describe_table(TableName=dynamodb_options["dynamodb_table_name"])
+        assert response["Table"]["ItemCount"] >= 0
+        async with dynamodb_repository(**options, dynamodb_client=client) as repository:
+            assert await repository.get_task(TaskKey("s", "a")) is not None
+
+
+async def test_a_client_of_another_service_is_refused(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    async with get_session().create_client("sqs", region_name=REGION, endpoint_url=moto_endpoint) as client:
+        with pytest.raises(ConfigurationError, match="dynamodb_client"):
+            async with dynamodb_repository(**dynamodb_options, dynamodb_client=client):
+                pytest.fail("must not start")
+
+
+async def test_partition_prefixes_isolate_apps_sharing_a_table(dynamodb_options: dict[str, Any]) -> None:
+    async with (
+        dynamodb_repository(**dynamodb_options, dynamodb_partition_prefix="app1") as app1,
+        dynamodb_repository(**dynamodb_options, dynamodb_partition_prefix="app2") as app2,
+    ):
+        await app1.register_tasks(T0, [reg("s", "a")])
+        assert await app2.get_task(TaskKey("s", "a")) is None
+        assert (await app2.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=5)).claimed == ()
+        assert (await app2.list_tasks("s", limit=5)).states == ()
+        assert len((await app1.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=5)).claimed) == 1
+
+
+async def test_partitions_of_a_task_are_distinct_partition_keys(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    async with dynamodb_repository(**dynamodb_options, dynamodb_partition_prefix="app") as repository:
+        await repository.register_tasks(T0, [reg(f"task:{p}", f"i{p}") for p in range(3)] + [reg("task:0", "")])
+    async with raw_client(moto_endpoint) as client:
+        items = (await client.scan(TableName=dynamodb_options["dynamodb_table_name"]))["Items"]
+    keys = {(item[c.ATTR_PK]["S"], item[c.ATTR_SK]["S"]) for item in items if item[c.ATTR_PK]["S"] != c.META_PARTITION_KEY}
+    assert keys == {("app#task:0", "#i0"), ("app#task:1", "#i1"), ("app#task:2", "#i2"), ("app#task:0", "#")}
+
+
+async def test_paused_items_leave_the_due_index(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    async with dynamodb_repository(**dynamodb_options) as repository:
+        await repository.register_tasks(T0, [reg("s", "a"), reg("s", "b")])
+        await repository.set_paused(T0, TaskKey("s", "a"), True)
+        async with raw_client(moto_endpoint) as client:
+            response = await client.scan(TableName=dynamodb_options["dynamodb_table_name"], IndexName=c.INDEX_NAME)
+        assert [item[c.ATTR_SK]["S"] for item in response["Items"]] == ["#b"]
+
+
+# Lease edge cases
+
+
+async def test_claim_when_stored_token_is_ahead_of_the_clock(dynamodb_options: dict[str, Any]) -> None:
+    async with dynamodb_repository(**dynamodb_options) as repository:
+        await repository.register_tasks(T0, [reg("s", "a", next_run=T0 - 10 * SECOND)])
+        (first,) = (await repository.claim_due(T0, "s", owner="w1", lease_duration=LEASE, limit=1)).claimed
+        done = Completion(key=first.state.key, lease=first.lease, next_run=T0 - 5 * SECOND, data="{}")
+        assert await repository.complete_tasks(T0, [done]) == [True]
+        # A worker whose clock is behind: the token must still grow past the stored one.
+        (second,) = (await repository.claim_due(T0 - SECOND, "s", owner="w2", lease_duration=LEASE, limit=1)).claimed
+        assert second.lease.token == first.lease.token + 1
+        assert await repository.get_task(first.state.key) == second.state
+
+
+async def test_extend_keeps_a_later_next_run_in_the_index(dynamodb_options: dict[str, Any]) -> None:
+    async with dynamodb_repository(**dynamodb_options) as repository:
+        key = TaskKey("s", "a")
+        await repository.register_tasks(T0, [reg("s", "a")])
+        (claimed,) = (await repository.claim_due(T0, "s", owner="w1", lease_duration=LEASE, limit=1)).claimed
+        later = T0 + 3600 * SECOND
+        assert await repository.set_paused(T0, key, False, next_run=later)
+        extended = await repository.extend_lease(T0 + SECOND, key, claimed.lease, LEASE)
+        assert extended is not None
+        assert extended.locked_until == T0 + SECOND + LEASE
+        result = await repository.claim_due(T0 + 2 * LEASE, "s", owner="w2", lease_duration=LEASE, limit=1)
+        assert result.claimed == ()
+        assert result.next_due == later
+        assert len((await repository.claim_due(later, "s", owner="w2", lease_duration=LEASE, limit=1)).claimed) == 1
+
+
+# Batching
+
+
+async def test_batches_are_issued_concurrently(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client:
+        counting = CountingClient(client)
+        async with dynamodb_repository(**options, dynamodb_client=counting) as repository:
+            counting.reset()
+            await repository.register_tasks(T0, [reg("s", f"i{i:02d}", next_run=T0 - i * SECOND) for i in range(20)])
+            assert counting.calls == {"put_item": 20}
+            assert counting.max_in_flight["put_item"] > 1
+
+            counting.reset()
+            result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=15)
+            assert len(result.claimed) == 15
+            assert result.more
+            assert [c.state.key.instance for c in result.claimed] == [f"i{i:02d}" for i in range(19, 4, -1)]
+            assert counting.calls == {"query": 2, "update_item": 15}  # candidates, then next_due past the window
+            assert counting.max_in_flight["update_item"] > 1
+
+            counting.reset()
+            completions = [Completion(key=c.state.key, lease=c.lease, next_run=T0 + SECOND, data="{}") for c in result.claimed]
+            assert await repository.complete_tasks(T0, completions) == [True] * 15
+            assert counting.calls == {"update_item": 15}
+            assert counting.max_in_flight["update_item"] > 1
+
+            counting.reset()
+            result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=15)
+            assert len(result.claimed) == 5
+            assert not result.more
+            assert result.next_due == T0 + SECOND
+            assert counting.calls == {"query": 1, "update_item": 5}  # the window ended on a future item
+
+
+async def test_a_claim_reads_on_when_other_workers_win_the_first_candidates(
+    dynamodb_options: dict[str, Any], moto_endpoint: str
+) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client, dynamodb_repository(**dynamodb_options) as rival:
+        counting = CountingClient(client)
+        async with dynamodb_repository(**options, dynamodb_client=counting) as repository:
+            await repository.register_tasks(T0, [reg("s", f"i{i:02d}", next_run=T0 - (30 - i) * SECOND) for i in range(30)])
+            query = counting.__getattr__("query")
+
+            async def query_then_lose_three(**kwargs: Any) -> Any:
+                response = await query(**kwargs)
+                if counting.calls["query"] == 1:  # another worker claims three candidates in between
+                    for item in response["Items"][:3]:
+                        instance = item[c.ATTR_SK]["S"][1:]
+                        await rival.claim_due(T0, "s", owner="rival", lease_duration=LEASE, limit=1, instance=instance)
+                return response
+
+            counting.query = query_then_lose_three  # type: ignore[method-assign]
+            result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=10)
+        assert [c.state.key.instance for c in result.claimed] == [f"i{i:02d}" for i in range(3, 13)]
+        assert result.more
+        assert counting.calls["query"] >= 2
+
+
+# Faults
+
+
+@pytest.fixture
+def proxy(moto_server: MotoServer) -> Any:
+    with TcpProxy("127.0.0.1", moto_server.port) as proxy:
+        yield proxy
+
+
+async def test_refused_connections_raise_backend_error_then_recover(dynamodb_options: dict[str, Any], proxy: TcpProxy) -> None:
+    options = {**dynamodb_options, "dynamodb_endpoint": f"http://127.0.0.1:{proxy.port}"}
+    async with dynamodb_repository(**options) as repository:
+        await repository.register_tasks(T0, [reg("s", "a")])
+        proxy.pause()
+        try:
+            with pytest.raises(BackendError) as raised:
+                await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=5)
+            assert raised.value.__cause__ is not None
+        finally:
+            proxy.resume()
+        result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=5)
+        assert [claimed.state.key for claimed in result.claimed] == [TaskKey("s", "a")]
+
+
+async def test_connections_cut_mid_flight_are_retried_or_reported(dynamodb_options: dict[str, Any], proxy: TcpProxy) -> None:
+    options = {**dynamodb_options, "dynamodb_endpoint": f"http://127.0.0.1:{proxy.port}"}
+    async with dynamodb_repository(**options) as repository:
+        await repository.register_tasks(T0, [reg("s", f"i{i:02d}") for i in range(40)])
+        outcomes: list[str] = []
+
+        async def read(index: int) -> None:
+            try:
+                state = await repository.get_task(TaskKey("s", f"i{index:02d}"))
+                outcomes.append("ok" if state is not None else "missing")
+            except BackendError:
+                outcomes.append("backend-error")
+
+        dropped: list[int] = []
+
+        async def cutter() -> None:
+            for _ in range(5):
+                dropped.append(await anyio.to_thread.run_sync(proxy.cut))
+
+        async with anyio.create_task_group() as group:
+            for index in range(40):
+                group.start_soon(read, index)
+            group.start_soon(cutter)
+        assert len(outcomes) == 40
+        assert "missing" not in outcomes
+        assert sum(dropped) > 0  # requests really were in flight when their connections were cut
+        page = await repository.list_tasks("s", limit=100)
+        assert len(page.states) == 40
