@@ -14,12 +14,13 @@ from typing import Any, AsyncIterator
 import anyio
 import pytest
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 from pyncette.dynamodb import constants as c
 from pyncette.dynamodb import dynamodb_repository, table_definition
 from pyncette.dynamodb.plugin import pyncette_backends
 from pyncette.errors import BackendError, ConfigurationError, SchemaVersionError
-from pyncette.model import Completion, Registration, TaskKey
+from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey
 from tests.backends.dynamodb.conftest import DUMMY_ENVIRONMENT, REGION, MotoServer, start_moto
 from tests.support.tcp_proxy import TcpProxy
 
@@ -387,6 +388,136 @@ async def test_a_claim_reads_on_when_other_workers_win_the_first_candidates(
         assert [c.state.key.instance for c in result.claimed] == [f"i{i:02d}" for i in range(3, 13)]
         assert result.more
         assert counting.calls["query"] >= 2
+
+
+# Retries
+
+
+class ThrottlingClient(CountingClient):
+    """Answers the first ``failures`` calls of ``operation`` with a throttling error."""
+
+    def __init__(self, client: Any, operation: str, failures: int) -> None:
+        super().__init__(client)
+        self.operation = operation
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        forward = super().__getattr__(name)
+        if name != self.operation:
+            return forward
+
+        async def call(**kwargs: Any) -> Any:
+            if self.failures > 0:
+                self.failures -= 1
+                self.calls[name] += 1
+                error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, name)
+            return await forward(**kwargs)
+
+        return call
+
+
+async def test_throttling_is_retried_with_backoff(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client:
+        throttled = ThrottlingClient(client, "get_item", failures=0)
+        async with dynamodb_repository(**options, dynamodb_client=throttled) as repository:
+            await repository.register_tasks(T0, [reg("s", "a")])
+            throttled.failures, throttled.calls["get_item"] = c.RETRY_ATTEMPTS - 1, 0
+            assert await repository.get_task(TaskKey("s", "a")) is not None
+            assert throttled.calls["get_item"] == c.RETRY_ATTEMPTS
+
+            throttled.failures = c.RETRY_ATTEMPTS
+            with pytest.raises(BackendError, match="ProvisionedThroughputExceededException") as raised:
+                await repository.get_task(TaskKey("s", "a"))
+            assert isinstance(raised.value.__cause__, ClientError)
+
+
+class LosingResponsesClient(CountingClient):
+    """Applies the next call of each operation in ``lose``, then drops its response as a cut connection would."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.lose: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        forward = super().__getattr__(name)
+
+        async def call(**kwargs: Any) -> Any:
+            response = await forward(**kwargs)
+            if name in self.lose:
+                self.lose.discard(name)
+                raise ConnectionClosedError(endpoint_url="http://127.0.0.1")
+            return response
+
+        return call
+
+
+async def test_writes_whose_response_was_lost_are_recognised_on_retry(
+    dynamodb_options: dict[str, Any], moto_endpoint: str
+) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client:
+        losing = LosingResponsesClient(client)
+        async with dynamodb_repository(**options, dynamodb_client=losing) as repository:
+            losing.lose = {"put_item"}
+            assert await repository.register_tasks(T0, [reg("s", "once"), reg("s", "again")]) == [RegisterOutcome.CREATED] * 2
+
+            losing.lose = {"update_item"}
+            result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1, instance="once")
+            (claimed,) = result.claimed
+            assert claimed.lease.owner == "w"
+
+            losing.lose = {"update_item", "delete_item"}
+            assert await repository.complete_tasks(
+                T0, [Completion(key=claimed.state.key, lease=claimed.lease, next_run=None, data="{}")]
+            ) == [True]
+            assert await repository.get_task(claimed.state.key) is None
+
+            (again,) = (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed
+            losing.lose = {"update_item"}
+            done = Completion(key=again.state.key, lease=again.lease, next_run=T0 + SECOND, data='{"n": 1}')
+            assert await repository.complete_tasks(T0, [done]) == [True]
+            state = await repository.get_task(again.state.key)
+            assert state is not None
+            assert (state.locked_by, state.next_run, state.data) == (None, T0 + SECOND, '{"n": 1}')
+            # A second, separate completion with the same lease is not a retry: it does not apply.
+            assert await repository.complete_tasks(T0, [done]) == [False]
+
+
+class FailingDeletesClient(CountingClient):
+    def __getattr__(self, name: str) -> Any:
+        forward = super().__getattr__(name)
+        if name != "delete_item":
+            return forward
+
+        async def call(**kwargs: Any) -> Any:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, name)
+
+        return call
+
+
+async def test_a_leftover_tombstone_is_invisible(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    key = TaskKey("s", "once")
+    async with raw_client(moto_endpoint) as client, dynamodb_repository(**dynamodb_options) as repository:
+        await repository.register_tasks(T0, [reg("s", "once")])
+        async with dynamodb_repository(**options, dynamodb_client=FailingDeletesClient(client)) as failing:
+            (claimed,) = (await failing.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed
+            completion = Completion(key=key, lease=claimed.lease, next_run=None, data="{}")
+            assert await failing.complete_tasks(T0, [completion]) == [True]
+        stored = await client.get_item(TableName=dynamodb_options["dynamodb_table_name"], Key=repository._key(key))  # type: ignore[attr-defined]
+        assert stored["Item"][c.ATTR_GONE] == {"BOOL": True}
+        assert await repository.get_task(key) is None
+        assert (await repository.list_tasks("s", limit=10)).states == ()
+        assert (await repository.claim_due(T0 + LEASE, "s", owner="w", lease_duration=LEASE, limit=5)).claimed == ()
+        assert await repository.set_paused(T0, key, True) is False
+        assert await repository.extend_lease(T0, key, claimed.lease, LEASE) is None
+        assert await repository.register_tasks(T0, [reg("s", "once")]) == [RegisterOutcome.CREATED]
+        state = await repository.get_task(key)
+        assert state is not None
+        assert state.locked_by is None
+        assert await repository.unregister_task(T0, key) is True
 
 
 # Faults
