@@ -172,6 +172,7 @@ async def test_table_is_created_with_the_documented_definition(dynamodb_options:
         pass
     async with raw_client(moto_endpoint) as client:
         table = (await client.describe_table(TableName=table_name))["Table"]
+        ttl = await client.describe_time_to_live(TableName=table_name)
         meta = await client.get_item(
             TableName=table_name, Key={c.ATTR_PK: {"S": c.META_PARTITION_KEY}, c.ATTR_SK: {"S": c.META_SORT_KEY}}
         )
@@ -186,6 +187,7 @@ async def test_table_is_created_with_the_documented_definition(dynamodb_options:
         {"ProjectionType": "KEYS_ONLY"},
     )
     assert meta["Item"][c.ATTR_SCHEMA_VERSION] == {"N": str(c.SCHEMA_VERSION)}
+    assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": c.ATTR_EXPIRES}
 
 
 async def test_concurrent_first_starts_all_succeed(dynamodb_options: dict[str, Any]) -> None:
@@ -468,7 +470,7 @@ async def test_writes_whose_response_was_lost_are_recognised_on_retry(
             (claimed,) = result.claimed
             assert claimed.lease.owner == "w"
 
-            losing.lose = {"update_item", "delete_item"}
+            losing.lose = {"update_item"}
             assert await repository.complete_tasks(
                 T0, [Completion(key=claimed.state.key, lease=claimed.lease, next_run=None, data="{}")]
             ) == [True]
@@ -485,39 +487,41 @@ async def test_writes_whose_response_was_lost_are_recognised_on_retry(
             assert await repository.complete_tasks(T0, [done]) == [False]
 
 
-class FailingDeletesClient(CountingClient):
-    def __getattr__(self, name: str) -> Any:
-        forward = super().__getattr__(name)
-        if name != "delete_item":
-            return forward
-
-        async def call(**kwargs: Any) -> Any:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, name)
-
-        return call
-
-
-async def test_a_leftover_tombstone_is_invisible(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
-    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+async def test_a_completed_once_off_instance_leaves_an_invisible_expiring_tombstone(
+    dynamodb_options: dict[str, Any], moto_endpoint: str
+) -> None:
     key = TaskKey("s", "once")
     async with raw_client(moto_endpoint) as client, dynamodb_repository(**dynamodb_options) as repository:
         await repository.register_tasks(T0, [reg("s", "once")])
-        async with dynamodb_repository(**options, dynamodb_client=FailingDeletesClient(client)) as failing:
-            (claimed,) = (await failing.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed
-            completion = Completion(key=key, lease=claimed.lease, next_run=None, data="{}")
-            assert await failing.complete_tasks(T0, [completion]) == [True]
-        stored = await client.get_item(TableName=dynamodb_options["dynamodb_table_name"], Key=repository._key(key))  # type: ignore[attr-defined]
-        assert stored["Item"][c.ATTR_GONE] == {"BOOL": True}
+        (claimed,) = (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed
+        assert await repository.complete_tasks(T0, [Completion(key=key, lease=claimed.lease, next_run=None, data="{}")]) == [True]
+        raw_key = {c.ATTR_PK: {"S": "pyncette#s"}, c.ATTR_SK: {"S": "#once"}}
+        stored = (await client.get_item(TableName=dynamodb_options["dynamodb_table_name"], Key=raw_key))["Item"]
+        assert stored[c.ATTR_GONE] == {"BOOL": True}
+        assert stored[c.ATTR_EXPIRES] == {"N": str(int((T0 + c.TOMBSTONE_LIFETIME).timestamp()))}
+        assert c.ATTR_READY not in stored
+        assert c.ATTR_SPEC not in stored
+
         assert await repository.get_task(key) is None
         assert (await repository.list_tasks("s", limit=10)).states == ()
         assert (await repository.claim_due(T0 + LEASE, "s", owner="w", lease_duration=LEASE, limit=5)).claimed == ()
         assert await repository.set_paused(T0, key, True) is False
         assert await repository.extend_lease(T0, key, claimed.lease, LEASE) is None
-        assert await repository.register_tasks(T0, [reg("s", "once")]) == [RegisterOutcome.CREATED]
-        state = await repository.get_task(key)
+        assert await repository.complete_tasks(T0, [Completion(key=key, lease=claimed.lease, next_run=None, data="{}")]) == [
+            False
+        ]
+        assert await repository.unregister_task(T0, key) is False
+
+        await repository.register_tasks(T0, [reg("s", "again")])
+        (claimed,) = (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed
+        assert await repository.complete_tasks(
+            T0, [Completion(key=claimed.state.key, lease=claimed.lease, next_run=None, data="{}")]
+        ) == [True]
+        assert await repository.register_tasks(T0, [reg("s", "again")]) == [RegisterOutcome.CREATED]
+        state = await repository.get_task(claimed.state.key)
         assert state is not None
-        assert state.locked_by is None
-        assert await repository.unregister_task(T0, key) is True
+        assert (state.locked_by, state.fencing_token) == (None, 0)
+        assert await repository.unregister_task(T0, claimed.state.key) is True
 
 
 # Faults

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 
 DEFAULT_TABLE_NAME = "pyncette"
@@ -45,6 +46,10 @@ ATTR_WRITE_ID = "wid"
 """Random id of the last write; a retried request that finds its own id knows its first attempt applied."""
 ATTR_GONE = "gone"
 """Marks the tombstone of a once-off instance whose completion is decided; invisible to every operation."""
+ATTR_EXPIRES = "ttl"
+"""The table's TTL attribute (epoch seconds), set on tombstones only; DynamoDB deletes them for free."""
+TOMBSTONE_LIFETIME = datetime.timedelta(days=1)
+"""Far longer than any retry of the completion that wrote the tombstone, which is all it is kept for."""
 ATTR_PAUSED = "psd"
 ATTR_SPEC = "spec"
 ATTR_DATA = "dat"

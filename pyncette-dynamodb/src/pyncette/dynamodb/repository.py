@@ -459,56 +459,30 @@ class DynamoDBRepository(Repository):
     # complete / extend
 
     async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
-        return await _concurrently([functools.partial(self._complete, done) for done in completions])
+        return await _concurrently([functools.partial(self._complete, now, done) for done in completions])
 
-    async def _complete(self, done: Completion) -> bool:
-        key = self._key(done.key)
-        names = {"#lb": c.ATTR_LOCKED_BY, "#ft": c.ATTR_TOKEN, "#lu": c.ATTR_LOCKED_UNTIL}
+    async def _complete(self, now: datetime.datetime, done: Completion) -> bool:
+        names = {"#lb": c.ATTR_LOCKED_BY, "#ft": c.ATTR_TOKEN, "#lu": c.ATTR_LOCKED_UNTIL, "#due": c.ATTR_DUE}
         holds = "#lb = :owner AND #ft = :token"
-        values = {":owner": _s(done.lease.owner), ":token": _n(done.lease.token)}
+        values: Item = {":owner": _s(done.lease.owner), ":token": _n(done.lease.token)}
+        if done.next_run is not None:
+            sets = "#nr = :nr, #due = :nr, #dat = :data"
+            names.update({"#nr": c.ATTR_NEXT_RUN, "#dat": c.ATTR_DATA})
+            values.update({":nr": _n(to_micros(done.next_run)), ":data": _s(done.data)})
+            remove = "#lb, #lu"
+        else:
+            # A delete could not tell, on a retry, its own applied attempt from another worker's
+            # delete; a tombstone keeps the write id, and the table's TTL removes it later.
+            sets = "#gone = :gone, #ttl = :ttl"
+            names.update({"#gone": c.ATTR_GONE, "#ttl": c.ATTR_EXPIRES, "#rdy": c.ATTR_READY})
+            names.update({"#spec": c.ATTR_SPEC, "#dat": c.ATTR_DATA})
+            expires = to_micros(now + c.TOMBSTONE_LIFETIME) // 1_000_000
+            values.update({":gone": {"BOOL": True}, ":ttl": _n(expires)})
+            remove = "#rdy, #due, #lb, #lu, #spec, #dat"
         try:
-            if done.next_run is not None:
-                await self._update_if(
-                    key,
-                    "#nr = :nr, #due = :nr, #dat = :data",
-                    holds,
-                    {**names, "#nr": c.ATTR_NEXT_RUN, "#due": c.ATTR_DUE, "#dat": c.ATTR_DATA},
-                    {**values, ":nr": _n(to_micros(done.next_run)), ":data": _s(done.data)},
-                    remove="#lb, #lu",
-                )
-                return True
-            # Deleting in one request could not tell, on a retry, our applied delete from another's;
-            # a tombstone carries our write id, so the deletion is decided exactly once.
-            tombstone = await self._update_if(
-                key,
-                "#gone = :gone",
-                holds,
-                {
-                    **names,
-                    "#gone": c.ATTR_GONE,
-                    "#rdy": c.ATTR_READY,
-                    "#due": c.ATTR_DUE,
-                    "#spec": c.ATTR_SPEC,
-                    "#dat": c.ATTR_DATA,
-                },
-                {**values, ":gone": {"BOOL": True}},
-                remove="#rdy, #due, #lb, #lu, #spec, #dat",
-            )
+            await self._update_if(self._key(done.key), sets, holds, names, values, remove=remove)
         except _ConditionFailed:
             return False
-        try:
-            await self._call(
-                "delete_item",
-                Key=key,
-                ConditionExpression="#wid = :wid",
-                ExpressionAttributeNames={"#wid": c.ATTR_WRITE_ID},
-                ExpressionAttributeValues={":wid": tombstone[c.ATTR_WRITE_ID]},
-            )
-        except _ConditionFailed:
-            pass  # already deleted by an earlier attempt, or registered anew over the tombstone
-        except BackendError as exc:
-            # The completion is decided; a leftover tombstone is invisible and replaced by a new registration.
-            logger.warning("DynamoDB: leaving a tombstone for %s: %s", done.key, exc)
         return True
 
     async def extend_lease(

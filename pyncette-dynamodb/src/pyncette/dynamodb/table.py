@@ -45,6 +45,10 @@ def table_definition(table_name: str) -> dict[str, Any]:
     }
 
 
+TTL_SPECIFICATION = {"Enabled": True, "AttributeName": c.ATTR_EXPIRES}
+"""The ``UpdateTimeToLive`` specification: DynamoDB deletes expired tombstones of completed once-off runs."""
+
+
 async def _request(client: Any, action: str, table_name: str, **kwargs: Any) -> dict[str, Any]:
     try:
         return await send(client, action, **kwargs)
@@ -120,8 +124,24 @@ async def ensure_table(client: Any, table_name: str, *, create: bool) -> None:
             raise translate_error(exc, "create_table", table_name) from exc
     if table is None or not _is_active(table):
         table = await _wait_active(client, table_name)
+    if create:
+        await _enable_ttl(client, table_name)
     _check_layout(table, table_name)
     await _check_version(client, table_name, create=create)
+
+
+async def _enable_ttl(client: Any, table_name: str) -> None:
+    response = await _request(client, "describe_time_to_live", table_name, TableName=table_name)
+    if response.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return
+    try:
+        await send(client, "update_time_to_live", TableName=table_name, TimeToLiveSpecification=TTL_SPECIFICATION)
+    except ClientError as exc:
+        # Another worker enabled it in between (DynamoDB refuses to enable it twice).
+        if exc.response.get("Error", {}).get("Code") != "ValidationException":
+            raise translate_error(exc, "update_time_to_live", table_name) from exc
+    except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
+        raise translate_error(exc, "update_time_to_live", table_name) from exc
 
 
 async def _check_version(client: Any, table_name: str, *, create: bool) -> None:
