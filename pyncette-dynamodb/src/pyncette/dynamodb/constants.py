@@ -40,10 +40,10 @@ ATTR_LOCKED_BY = "lb"
 """Lease owner; absent when unlocked."""
 ATTR_TOKEN = "ft"
 """Fencing token; claims compare-and-swap on it."""
-ATTR_VERSION = "ver"
-"""Incremented by every write, so read-modify-write operations can compare-and-swap the whole item."""
 ATTR_WRITE_ID = "wid"
-"""Random id of the last write; a retried request that finds its own id knows its first attempt applied."""
+"""Random id stamped by every write. It versions the item (read-modify-write operations compare-and-swap
+on it; ids never repeat, so there is no ABA), and a retried request that finds its own id knows its first
+attempt applied."""
 ATTR_GONE = "gone"
 """Marks the tombstone of a once-off instance whose completion is decided; invisible to every operation."""
 ATTR_EXPIRES = "ttl"

@@ -4,7 +4,7 @@ One item per instance, keyed by (``<prefix>#<scope>``, ``#<instance>``). A spars
 index keyed by (scope, eligible time) lists the unpaused instances of a scope in the order they
 become claimable, so a claim reads only due items. Every state change is a conditional write: hot
 paths (claim, complete, extend) condition on the lease fields directly; rarer read-modify-write
-paths (register an existing instance, pause) compare-and-swap on a version attribute. A lost
+paths (register an existing instance, pause) compare-and-swap on the write id. A lost
 condition means another worker won; it is never retried as an error.
 """
 
@@ -201,7 +201,7 @@ class DynamoDBRepository(Repository):
     def _key(self, key: TaskKey) -> Item:
         return {c.ATTR_PK: _s(self._pk(key.task)), c.ATTR_SK: _s(c.INSTANCE_PREFIX + key.instance)}
 
-    def _encode(self, state: TaskState, version: int, write_id: str) -> Item:
+    def _encode(self, state: TaskState, write_id: str) -> Item:
         item = self._key(state.key)
         item.update(
             {
@@ -211,7 +211,6 @@ class DynamoDBRepository(Repository):
                 c.ATTR_DUE: _n(_eligible_at(state)),
                 c.ATTR_PAUSED: {"BOOL": state.paused},
                 c.ATTR_TOKEN: _n(state.fencing_token),
-                c.ATTR_VERSION: _n(version),
                 c.ATTR_WRITE_ID: _s(write_id),
             }
         )
@@ -281,17 +280,17 @@ class DynamoDBRepository(Repository):
     ) -> Item:
         """``SET sets [REMOVE remove]`` if ``condition`` holds; return the new item, else raise _ConditionFailed.
 
-        Every update also stamps a fresh write id and bumps the version.
+        Every update also stamps a fresh write id.
         """
         write_id = _write_id()
         try:
             response = await self._call(
                 "update_item",
                 Key=key,
-                UpdateExpression=f"SET {sets}, #wid = :wid {f'REMOVE {remove} ' if remove else ''}ADD #ver :one",
+                UpdateExpression=f"SET {sets}, #wid = :wid{f' REMOVE {remove}' if remove else ''}",
                 ConditionExpression=condition,
-                ExpressionAttributeNames={**names, "#wid": c.ATTR_WRITE_ID, "#ver": c.ATTR_VERSION},
-                ExpressionAttributeValues={**values, ":wid": _s(write_id), ":one": _n(1)},
+                ExpressionAttributeNames={**names, "#wid": c.ATTR_WRITE_ID},
+                ExpressionAttributeValues={**values, ":wid": _s(write_id)},
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -313,7 +312,7 @@ class DynamoDBRepository(Repository):
         for _ in range(c.MAX_CAS_ATTEMPTS):
             if stored_item is None or not _live(stored_item):
                 stored_item = await self._put_if(
-                    self._encode(created, 1, _write_id()),
+                    self._encode(created, _write_id()),
                     "attribute_not_exists(#pk) OR attribute_exists(#gone)",
                     {"#pk": c.ATTR_PK, "#gone": c.ATTR_GONE},
                 )
@@ -336,9 +335,8 @@ class DynamoDBRepository(Repository):
 
     async def _replace(self, stored_item: Item, state: TaskState) -> Item | None:
         """Compare-and-swap ``stored_item`` for ``state``; None when applied, else what is stored now ({} if gone)."""
-        version = int(stored_item[c.ATTR_VERSION]["N"])
-        item = self._encode(state, version + 1, _write_id())
-        return await self._put_if(item, "#ver = :ver", {"#ver": c.ATTR_VERSION}, {":ver": _n(version)})
+        item = self._encode(state, _write_id())
+        return await self._put_if(item, "#wid = :wid", {"#wid": c.ATTR_WRITE_ID}, {":wid": stored_item[c.ATTR_WRITE_ID]})
 
     async def unregister_task(self, now: datetime.datetime, key: TaskKey) -> bool:
         response = await self._call("delete_item", Key=self._key(key), ReturnValues="ALL_OLD")
