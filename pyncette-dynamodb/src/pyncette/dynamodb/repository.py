@@ -318,6 +318,8 @@ class DynamoDBRepository(Repository):
                 )
                 if stored_item is None:
                     return RegisterOutcome.CREATED
+                if not stored_item:  # a server that does not return the item with a failed condition
+                    stored_item = await self._get_item(self._key(reg.key)) or {}
                 continue
             stored = self._decode(stored_item)
             if stored.is_locked(now) and not reg.force:
