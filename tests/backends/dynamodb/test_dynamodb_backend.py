@@ -350,7 +350,7 @@ async def test_batches_are_issued_concurrently(dynamodb_options: dict[str, Any],
             assert len(result.claimed) == 15
             assert result.more
             assert [c.state.key.instance for c in result.claimed] == [f"i{i:02d}" for i in range(19, 4, -1)]
-            assert counting.calls == {"query": 2, "update_item": 15}  # candidates, then next_due past the window
+            assert counting.calls == {"query": 2, "update_item": 15}  # due candidates; next_due, alongside the claims
             assert counting.max_in_flight["update_item"] > 1
 
             counting.reset()
@@ -364,7 +364,29 @@ async def test_batches_are_issued_concurrently(dynamodb_options: dict[str, Any],
             assert len(result.claimed) == 5
             assert not result.more
             assert result.next_due == T0 + SECOND
-            assert counting.calls == {"query": 1, "update_item": 5}  # the window ended on a future item
+            assert counting.calls == {"query": 2, "update_item": 5}
+
+
+async def test_a_poll_reads_only_due_items_however_many_are_stored(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client:
+        counting = CountingClient(client)
+        async with dynamodb_repository(**options, dynamodb_client=counting) as repository:
+            future = [reg("s", f"f{i:03d}", next_run=T0 + (i + 1) * SECOND) for i in range(300)]
+            await repository.register_tasks(T0, [*future, *(reg("s", f"d{i}", next_run=T0 - SECOND) for i in range(5))])
+            scanned: list[int] = []
+            query = counting.__getattr__("query")
+
+            async def counting_query(**kwargs: Any) -> Any:
+                response = await query(**kwargs)
+                scanned.append(response["ScannedCount"])
+                return response
+
+            counting.query = counting_query  # type: ignore[method-assign]
+            result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=100)
+        assert len(result.claimed) == 5
+        assert result.next_due == T0 + SECOND
+        assert sorted(scanned) == [1, 5]  # the five due items, then the first future one, of 305 stored
 
 
 async def test_a_claim_reads_on_when_other_workers_win_the_first_candidates(

@@ -359,48 +359,48 @@ class DynamoDBRepository(Repository):
         now_us = to_micros(now)
         claim = _Claim(owner=owner, now_us=now_us, until_us=to_micros(now + lease_duration))
         pk = self._pk(task)
+        next_due: int | None = None
+
+        async def fetch_next_due() -> TaskState | None:
+            # Runs alongside the claims: they only move items to later due times, and a next_due
+            # that turns out to be one of their lease expiries is allowed (merely an early poll).
+            nonlocal next_due
+            next_due = await self._next_due(pk, now_us)
+            return None
+
         if instance is not None:
-            state = await self._claim_one(self._key(TaskKey(task, instance)), claim)
-            claimed = [state] if state is not None else []
-            return ClaimResult(claimed=self._claimed(claimed, claim), next_due=_at(await self._next_due(pk, now_us)))
+            key = self._key(TaskKey(task, instance))
+            calls: list[Callable[[], Awaitable[TaskState | None]]] = [functools.partial(self._claim_one, key, claim)]
+            states = await _concurrently([*calls, fetch_next_due])
+            return ClaimResult(claimed=self._claimed([s for s in states if s is not None], claim), next_due=_at(next_due))
 
         won: list[TaskState] = []
-        next_due: int | None = None
         start_key: Item | None = None
-        more = read_all = False
-        for _ in range(c.CLAIM_ROUNDS):
+        more = False
+        for round_ in range(c.CLAIM_ROUNDS):
             need = limit - len(won)
             kwargs: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
             response = await self._call(
                 "query",
                 IndexName=c.INDEX_NAME,
-                KeyConditionExpression="#rdy = :pk",
-                ExpressionAttributeNames={"#rdy": c.ATTR_READY},
-                ExpressionAttributeValues={":pk": _s(pk)},
+                KeyConditionExpression="#rdy = :pk AND #due <= :now",
+                ExpressionAttributeNames={"#rdy": c.ATTR_READY, "#due": c.ATTR_DUE},
+                ExpressionAttributeValues={":pk": _s(pk), ":now": _n(now_us)},
                 ScanIndexForward=True,
                 Limit=need + 1,
                 **kwargs,
             )
-            read_all = "LastEvaluatedKey" not in response
-            candidates = []
-            for item in response.get("Items", []):
-                due = int(item[c.ATTR_DUE]["N"])
-                if due > now_us:
-                    next_due = due
-                    break
-                candidates.append(item)
+            candidates = response.get("Items", [])
             more = len(candidates) > need
             candidates = candidates[:need]
             keys = [{c.ATTR_PK: item[c.ATTR_PK], c.ATTR_SK: item[c.ATTR_SK]} for item in candidates]
-            states = await _concurrently([functools.partial(self._claim_one, key, claim) for key in keys])
+            calls = [functools.partial(self._claim_one, key, claim) for key in keys]
+            states = await _concurrently([*calls, fetch_next_due] if round_ == 0 else calls)
             won.extend(state for state in states if state is not None)
             if not more or len(won) >= limit:
                 break
             # Other workers won some candidates: read on past this window rather than return short.
             start_key = candidates[-1]
-        if next_due is None and not read_all:
-            # The window ended on due items: look past them for the earliest future one.
-            next_due = await self._next_due(pk, now_us)
         return ClaimResult(claimed=self._claimed(won, claim), more=more, next_due=_at(next_due))
 
     @staticmethod
