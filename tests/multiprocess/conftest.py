@@ -54,8 +54,8 @@ def _redis(tmp_path: Path) -> Iterator[Store]:
 
 
 def _postgres(tmp_path: Path) -> Iterator[Store]:
-    import asyncpg
     import anyio
+    import asyncpg
 
     require_server("PostgreSQL", "127.0.0.1", 5432)
     table = _name()
