@@ -9,8 +9,9 @@ the same script as the ``COMMIT``. Every transaction runs at READ COMMITTED, so 
 locks and concurrent workers do not deadlock on ranges.
 
 Failures: deadlocks, lock-wait timeouts and connection errors raised before anything could have
-been written are retried with jittered back-off; a connection lost while a write or ``COMMIT`` was
-in flight is reported as :class:`~pyncette.errors.BackendError`, because its outcome is unknown.
+been written are retried with jittered back-off. When a connection drops while a claim's,
+completion's or registration's ``COMMIT`` is in flight, the retry reads the rows (waiting for the
+old transaction to end) to tell whether it landed; other writes of unknown outcome are idempotent.
 """
 
 from __future__ import annotations
