@@ -1,6 +1,6 @@
 """The Redis quick start of pyncette 1.x, unchanged: a task every ten seconds, state in Redis.
 
-    pip install pyncette-core pyncette-redis && python examples/redis_quickstart.py
+pip install pyncette-core pyncette-redis && python examples/redis_quickstart.py
 """
 
 from pyncette import Context, Pyncette

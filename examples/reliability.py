@@ -1,6 +1,6 @@
 """Retries with back-off, misfire handling, heartbeats, fencing tokens, pause/resume and bulk scheduling.
 
-    python examples/reliability.py
+python examples/reliability.py
 """
 
 from __future__ import annotations
