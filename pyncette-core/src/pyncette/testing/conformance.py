@@ -218,6 +218,16 @@ class RepositoryConformance:
         result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=5)
         assert len(result.claimed) == 5 and result.more is True
 
+    async def test_rewritten_instances_are_claimed_once(self, repository: Repository, scope: str) -> None:
+        keys = [TaskKey(scope, f"i{i}") for i in range(5)]
+        await repository.register_tasks(T0, [registration(key, next_run=T0 - SECOND) for key in keys])
+        for key in keys:
+            await repository.register_tasks(T0, [registration(key, next_run=T0 - SECOND)])
+            await repository.set_paused(T0, key, True)
+            await repository.set_paused(T0, key, False)
+        result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=100)
+        assert sorted(c.state.key.instance for c in result.claimed) == [k.instance for k in keys]
+
     async def test_claim_single_instance(self, repository: Repository, scope: str) -> None:
         await repository.register_tasks(T0, [registration(TaskKey(scope, "a")), registration(TaskKey(scope, "b"))])
         result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=1, instance="b")
