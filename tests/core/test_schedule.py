@@ -178,6 +178,30 @@ def test_cron_accepts_tzinfo_objects() -> None:
     assert build_schedule(schedule="0 9 * * *", timezone=zone) == build_schedule(schedule="0 9 * * *", timezone=zone)
 
 
+class FakePytzZone(dt.tzinfo):
+    """Looks like a pytz zone: it has ``localize`` and ``zone``, and ignores ``fold``."""
+
+    zone = "America/New_York"
+
+    def localize(self, moment: dt.datetime) -> dt.datetime:
+        raise NotImplementedError
+
+    def utcoffset(self, moment: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(hours=-4, minutes=-56)  # LMT, what pytz zones report through replace()
+
+    def dst(self, moment: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(0)
+
+    def tzname(self, moment: dt.datetime | None) -> str:
+        return "LMT"
+
+
+def test_pytz_zones_are_replaced_by_zoneinfo() -> None:
+    schedule = build_schedule(schedule="0 9 * * *", timezone=FakePytzZone())
+    assert schedule.zone == zoneinfo.ZoneInfo("America/New_York")
+    assert schedule.first_run(utc(2026, 6, 1)) == utc(2026, 6, 1, 13)
+
+
 def test_cron_input_in_any_zone() -> None:
     schedule = build_schedule(schedule="0 * * * *")
     local = dt.datetime(2026, 1, 1, 10, 30, tzinfo=zoneinfo.ZoneInfo("Asia/Tokyo"))

@@ -698,7 +698,7 @@ class IntervalSchedule(Schedule):
             raise ScheduleError(f"interval must be a timedelta, not {self.interval!r}")
         if self.interval <= _NO_OFFSET:
             raise ScheduleError(f"interval must be positive, got {self.interval}")
-        _check_jitter(self.jitter, self.interval, f"interval {self.interval}")
+        _check_jitter(self.jitter, self.interval, "the interval")
         object.__setattr__(self, "_offset", jitter_offset(self.jitter_key, self.jitter))
 
     @property
