@@ -315,3 +315,14 @@ def test_interval_jitter() -> None:
     first = schedule.first_run(utc(2026, 1, 1))
     assert first == utc(2026, 1, 1, 0, 1) + schedule.offset
     assert schedule.next_after(first) == first + dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/New_York"])
+@pytest.mark.parametrize("expression", ["0 0 1 1 *", "* * * * *", "0 0 L * *"])
+def test_edges_of_the_datetime_range_never_raise(zone: str, expression: str) -> None:
+    schedule = build_schedule(schedule=expression, timezone=zone)
+    for moment in (dt.datetime.max.replace(tzinfo=UTC), utc(9999, 12, 31, 23, 58), dt.datetime.min.replace(tzinfo=UTC)):
+        slot = schedule.next_after(moment)
+        assert slot is None or slot > moment
+    if expression == "0 0 1 1 *":  # 1 January 10000 does not exist: the schedule is over
+        assert schedule.next_after(utc(9999, 6, 1)) is None
