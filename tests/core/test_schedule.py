@@ -170,6 +170,17 @@ def test_cron_evaluated_in_zone_returned_in_utc() -> None:
     assert [run.isoformat() for run in preview] == ["2026-06-01T09:00:00+05:30", "2026-06-02T09:00:00+05:30"]
 
 
+@pytest.mark.parametrize("name", ["europe/dublin", "EUROPE/DUBLIN", " Europe/Dublin "])
+def test_zone_names_in_any_case_mean_the_canonical_zone(name: str) -> None:
+    schedule = build_schedule(schedule="0 9 * * *", timezone=name)
+    assert schedule.zone == zoneinfo.ZoneInfo("Europe/Dublin")
+
+
+def test_unknown_zone_suggests_a_close_name() -> None:
+    with pytest.raises(ScheduleError, match=r"unknown time zone 'Europe/Dublinn'; did you mean 'Europe/Dublin'\?"):
+        build_schedule(schedule="0 9 * * *", timezone="Europe/Dublinn")
+
+
 def test_cron_accepts_tzinfo_objects() -> None:
     fixed = dt.timezone(dt.timedelta(hours=-3))
     schedule = build_schedule(schedule="0 9 * * *", timezone=fixed)

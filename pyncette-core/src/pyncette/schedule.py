@@ -19,6 +19,7 @@ import abc
 import bisect
 import calendar
 import datetime
+import difflib
 import functools
 import hashlib
 import math
@@ -167,8 +168,15 @@ def _resolve_zone(timezone: str | datetime.tzinfo) -> datetime.tzinfo:
     if isinstance(timezone, str):
         try:
             return zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
-            raise ScheduleError(f"unknown time zone {timezone!r} (expected an IANA name such as 'Europe/Dublin')") from exc
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        known = _known_zones()
+        exact = [name for name in known if name.lower() == timezone.strip().lower()]
+        if len(exact) == 1:  # "europe/dublin": the same zone everywhere, whatever the file system
+            return zoneinfo.ZoneInfo(exact[0])
+        close = difflib.get_close_matches(timezone, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else " (expected an IANA name such as 'Europe/Dublin')"
+        raise ScheduleError(f"unknown time zone {timezone!r}{hint}")
     if isinstance(timezone, datetime.tzinfo):
         pytz_name = getattr(timezone, "zone", None)
         if hasattr(timezone, "localize") and isinstance(pytz_name, str):
@@ -176,6 +184,11 @@ def _resolve_zone(timezone: str | datetime.tzinfo) -> datetime.tzinfo:
             return _resolve_zone(pytz_name)
         return timezone
     raise ScheduleError(f"timezone must be an IANA zone name or a tzinfo, not {timezone!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _known_zones() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
 
 
 def _zone_name(tz: datetime.tzinfo) -> str:
