@@ -604,7 +604,13 @@ class PyncetteContext:
     async def resume_task(
         self, task: Task | str, instance_name: str | None = None, *, catch_up: CatchUp | str | None = None
     ) -> None:
-        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy)."""
+        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy).
+
+        ``catch_up`` chooses the slot to continue from now: ``"latest"`` the latest missed one,
+        ``"skip"`` the next future one, ``"all"`` the first missed one. The task's own misfire
+        policy still applies when that slot is claimed (a SKIP task drops a slot older than its
+        ``misfire_grace`` whatever the resume asked for).
+        """
         key = self._key(task, instance_name)
         now = self.clock.now()
         state = await self.repository.get_task(key)
