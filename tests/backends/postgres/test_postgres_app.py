@@ -66,7 +66,7 @@ async def test_pyncette_1_style_factory_and_option_names(postgres_url: str, tabl
 
 async def test_once_off_task_for_now_starts_without_waiting_for_a_poll(postgres_url: str, table_name: str) -> None:
     """A worker sleeping on a one-hour poll interval runs a task another worker schedules for now."""
-    options = {"backend": "postgres", "postgres_url": postgres_url, "postgres_table_name": table_name}
+    options: dict[str, Any] = {"backend": "postgres", "postgres_url": postgres_url, "postgres_table_name": table_name}
     worker = Pyncette(poll_interval=datetime.timedelta(hours=1), configure_signals=False, **options)
     scheduler = Pyncette(poll_interval=datetime.timedelta(hours=1), configure_signals=False, **options)
     ran = anyio.Event()
