@@ -66,6 +66,7 @@ def test_classification() -> None:
     assert classify(asyncpg.AdminShutdownError("x"), sent=True) is Failure.NOT_APPLIED
     assert classify(mid_statement_loss(), sent=True) is Failure.UNKNOWN
     assert classify(ConnectionResetError(), sent=True) is Failure.UNKNOWN
+    assert classify(asyncpg.InternalClientError("another operation is in progress"), sent=True) is Failure.UNKNOWN
     assert classify(ConnectionRefusedError(), sent=False) is Failure.NOT_APPLIED
     assert (
         classify(asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed"), sent=True) is Failure.NOT_APPLIED

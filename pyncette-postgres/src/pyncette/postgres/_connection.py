@@ -23,8 +23,16 @@ logger = logging.getLogger("pyncette.postgres")
 
 T = TypeVar("T")
 
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, asyncio.TimeoutError)
-"""What asyncpg raises for store failures (``asyncio.TimeoutError`` is not ``TimeoutError`` before 3.11)."""
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+)
+"""What asyncpg raises for store failures (``asyncio.TimeoutError`` is not ``TimeoutError`` before 3.11;
+``InternalClientError`` shows up when a connection breaks in the middle of a protocol exchange)."""
 
 MASK = "***"
 

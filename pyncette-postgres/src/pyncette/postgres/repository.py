@@ -456,7 +456,8 @@ class PostgresRepository(Repository):
                                 # Shielded: this also runs when the repository closes and cancels us.
                                 with anyio.move_on_after(constants.CLOSE_TIMEOUT, shield=True), contextlib.suppress(Exception):
                                     await connection.remove_listener(self._table.channel, self._on_notification)
-            except _connection.DRIVER_ERRORS as exc:
+            except Exception as exc:
+                # Whatever went wrong, the listener must come back: wake-ups are otherwise silently lost.
                 delay = _connection.backoff(attempt, constants.LISTENER_MAX_DELAY)
                 logger.warning(
                     "PostgreSQL listener on %s lost its connection, reconnecting in %.2fs: %s",
