@@ -62,6 +62,11 @@ class RepositoryConformance:
     def scope(self) -> str:
         return f"conf-{uuid.uuid4().hex[:12]}"
 
+    async def test_application_errors_leave_the_factory_unwrapped(self, repository_factory: RepositoryFactory) -> None:
+        with pytest.raises(KeyError, match="from the application"):
+            async with repository_factory():
+                raise KeyError("from the application")
+
     # register_tasks
 
     async def test_register_creates_unlocked_unpaused_instance(self, repository: Repository, scope: str) -> None:
