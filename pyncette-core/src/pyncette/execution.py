@@ -259,7 +259,7 @@ class Execution:
                 if attempt == COMMIT_ATTEMPTS - 1:
                     logger.error("task %s: could not commit (%s); its lease will expire", self.task.full_name, exc)
                     return False
-                logger.warning("task %s: commit failed (%s), retrying", self.task.full_name, exc)
+                logger.debug("task %s: commit failed (%s), retrying", self.task.full_name, exc)
                 await anyio.sleep(delay)
                 delay *= 2
         if not applied:
