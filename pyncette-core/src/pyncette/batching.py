@@ -9,7 +9,6 @@ import anyio
 import attrs
 
 from pyncette.clock import Clock
-
 from pyncette.model import Completion
 from pyncette.repository import Repository
 
