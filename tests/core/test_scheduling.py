@@ -12,7 +12,6 @@ from pyncette.model import TaskKey
 from pyncette.testing import FakeClock, run_until
 from tests.core.conftest import START, make_app
 
-
 pytestmark = pytest.mark.anyio
 
 S = datetime.timedelta(seconds=1)
@@ -166,7 +165,7 @@ async def test_schedule_task_rejects_static_task_and_unknown_names(clock: FakeCl
             await ctx.schedule_task(static, "x", interval=S)
         with pytest.raises(TaskDefinitionError, match="nope"):
             await ctx.schedule_task("nope", "x", interval=S)
-        with pytest.raises(TaskDefinitionError, match="dynamic/x.*interval"):
+        with pytest.raises(TaskDefinitionError, match=r"dynamic/x.*interval"):
             await ctx.schedule_task("dynamic", "x", interval=-1)
 
 

@@ -73,6 +73,6 @@ class CompletionBatcher:
             return
         if self.on_batch is not None:
             self.on_batch(len(batch))
-        for pending, applied in zip(batch, results):
+        for pending, applied in zip(batch, results, strict=True):
             pending.applied = applied
             pending.done.set()

@@ -22,8 +22,8 @@ from pyncette.model import (
     Completion,
     Lease,
     Page,
-    Registration,
     RegisterOutcome,
+    Registration,
     TaskKey,
     TaskState,
     fencing_token_after,
@@ -80,9 +80,7 @@ class MemoryRepository(Repository):
         scope = self._scopes.get(key.task)
         return scope.states.get(key.instance) if scope else None
 
-    async def register_tasks(
-        self, now: datetime.datetime, registrations: Sequence[Registration]
-    ) -> list[RegisterOutcome]:
+    async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
         return [self._register(now, registration) for registration in registrations]
 
     def _register(self, now: datetime.datetime, reg: Registration) -> RegisterOutcome:

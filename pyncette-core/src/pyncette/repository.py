@@ -27,8 +27,8 @@ from pyncette.model import (
     Completion,
     Lease,
     Page,
-    Registration,
     RegisterOutcome,
+    Registration,
     TaskKey,
     TaskState,
 )
@@ -41,9 +41,7 @@ class Repository(abc.ABC):
     """Storage of task instances shared by all workers of an app."""
 
     @abc.abstractmethod
-    async def register_tasks(
-        self, now: datetime.datetime, registrations: Sequence[Registration]
-    ) -> list[RegisterOutcome]:
+    async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
         """Create or update instances; return one outcome per registration, in order.
 
         For each registration, atomically:

@@ -362,7 +362,7 @@ def _plain_fields(text: str, fields: list[str]) -> _PlainFields | None:
         if values == ["*"]:
             sets.append(None)
         elif all(isinstance(value, int) for value in values):
-            sets.append(tuple(sorted(set(values))))
+            sets.append(tuple(sorted({int(value) for value in values})))
         else:
             return None
     full = (range(60), range(60), range(24), range(1, 32), range(1, 13), range(7))

@@ -236,9 +236,9 @@ class Task:
         template = self.template
         for option in _SCHEDULE_OPTIONS + _POLICY_OPTIONS:
             value = getattr(self, option)
-            if value is not None and value != getattr(template, option):
-                spec[option] = _to_json(value)
-            elif option in ("schedule", "interval", "execute_at") and value is not None:
+            if (value is not None and value != getattr(template, option)) or (
+                option in ("schedule", "interval", "execute_at") and value is not None
+            ):
                 spec[option] = _to_json(value)
         return spec
 

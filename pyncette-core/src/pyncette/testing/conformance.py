@@ -26,7 +26,7 @@ from typing import Any, AsyncContextManager, AsyncIterator, Callable
 import anyio
 import pytest
 
-from pyncette.model import Completion, Lease, Registration, RegisterOutcome, TaskKey, TaskState, to_micros
+from pyncette.model import Completion, Lease, RegisterOutcome, Registration, TaskKey, TaskState, to_micros
 from pyncette.repository import Repository
 
 UTC = datetime.timezone.utc
@@ -190,14 +190,20 @@ class RepositoryConformance:
 
     async def test_claim_reports_next_due(self, repository: Repository, scope: str) -> None:
         await repository.register_tasks(
-            T0, [registration(TaskKey(scope, "a"), next_run=T0 + 3 * SECOND), registration(TaskKey(scope, "b"), next_run=T0 + 9 * SECOND)]
+            T0,
+            [
+                registration(TaskKey(scope, "a"), next_run=T0 + 3 * SECOND),
+                registration(TaskKey(scope, "b"), next_run=T0 + 9 * SECOND),
+            ],
         )
         result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=10)
         assert result.claimed == ()
         assert result.next_due == T0 + 3 * SECOND
 
     async def test_claim_respects_limit_and_reports_more(self, repository: Repository, scope: str) -> None:
-        await repository.register_tasks(T0, [registration(TaskKey(scope, f"i{i:03d}"), next_run=T0 - i * SECOND) for i in range(25)])
+        await repository.register_tasks(
+            T0, [registration(TaskKey(scope, f"i{i:03d}"), next_run=T0 - i * SECOND) for i in range(25)]
+        )
         seen: list[str] = []
         for _ in range(3):
             result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=10)
@@ -240,7 +246,9 @@ class RepositoryConformance:
         assert await repository.extend_lease(T0 + LEASE, key, first.lease, LEASE) is None
         assert await repository.complete_tasks(T0 + LEASE, [completion(second.state, second.lease, T0 + 60 * SECOND)]) == [True]
 
-    async def test_fencing_token_increases_on_every_claim_even_across_recreation(self, repository: Repository, scope: str) -> None:
+    async def test_fencing_token_increases_on_every_claim_even_across_recreation(
+        self, repository: Repository, scope: str
+    ) -> None:
         key = TaskKey(scope, "a")
         tokens = []
         now = T0
@@ -277,7 +285,9 @@ class RepositoryConformance:
         assert len(claims) == count
         assert all(len(owners) == 1 for owners in claims.values()), {k: v for k, v in claims.items() if len(v) > 1}
 
-    async def test_concurrent_claims_of_one_instance_have_one_winner(self, repository_factory: RepositoryFactory, scope: str) -> None:
+    async def test_concurrent_claims_of_one_instance_have_one_winner(
+        self, repository_factory: RepositoryFactory, scope: str
+    ) -> None:
         async with contextlib.AsyncExitStack() as stack:
             repos = [await stack.enter_async_context(repository_factory()) for _ in range(4)]
             for round_ in range(15):
@@ -285,8 +295,10 @@ class RepositoryConformance:
                 await repos[0].register_tasks(T0, [registration(key)])
                 winners: list[int] = []
 
-                async def claim(index: int, instance: str = key.instance) -> None:
-                    result = await repos[index].claim_due(T0, scope, owner=f"w{index}", lease_duration=LEASE, limit=1, instance=instance)
+                async def claim(index: int, instance: str = key.instance, winners: list[int] = winners) -> None:
+                    result = await repos[index].claim_due(
+                        T0, scope, owner=f"w{index}", lease_duration=LEASE, limit=1, instance=instance
+                    )
                     if result.claimed:
                         winners.append(index)
 
@@ -301,7 +313,9 @@ class RepositoryConformance:
         key = TaskKey(scope, "a")
         await repository.register_tasks(T0, [registration(key)])
         (claimed,) = (await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=1)).claimed
-        assert await repository.complete_tasks(T0, [completion(claimed.state, claimed.lease, T0 + 60 * SECOND, '{"d": 5}')]) == [True]
+        assert await repository.complete_tasks(T0, [completion(claimed.state, claimed.lease, T0 + 60 * SECOND, '{"d": 5}')]) == [
+            True
+        ]
         state = await repository.get_task(key)
         assert state is not None
         assert (state.next_run, state.data, state.locked_by, state.locked_until) == (T0 + 60 * SECOND, '{"d": 5}', None, None)
@@ -320,7 +334,9 @@ class RepositoryConformance:
         key = TaskKey(scope, "a")
         await repository.register_tasks(T0, [registration(key)])
         (claimed,) = (await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=1)).claimed
-        assert await repository.complete_tasks(T0 + 3 * LEASE, [completion(claimed.state, claimed.lease, T0 + 99 * SECOND)]) == [True]
+        assert await repository.complete_tasks(T0 + 3 * LEASE, [completion(claimed.state, claimed.lease, T0 + 99 * SECOND)]) == [
+            True
+        ]
 
     async def test_complete_with_wrong_owner_or_token_changes_nothing(self, repository: Repository, scope: str) -> None:
         key = TaskKey(scope, "a")
@@ -336,7 +352,9 @@ class RepositoryConformance:
 
     async def test_complete_on_missing_instance_is_not_applied(self, repository: Repository, scope: str) -> None:
         lease = Lease(owner="w1", token=1, locked_until=T0 + LEASE)
-        result = await repository.complete_tasks(T0, [Completion(key=TaskKey(scope, "none"), lease=lease, next_run=T0, data="{}")])
+        result = await repository.complete_tasks(
+            T0, [Completion(key=TaskKey(scope, "none"), lease=lease, next_run=T0, data="{}")]
+        )
         assert result == [False]
         assert await repository.get_task(TaskKey(scope, "none")) is None
 

@@ -1,0 +1,104 @@
+"""Several worker processes on one real store, executions counted from the workers' ledger."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.multiprocess.conftest import Store
+from tests.support.multiprocess import WorkerPool, by_instance, wait_for
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.multiprocess
+
+INSTANCES = 2_000
+WORKERS = 3
+
+
+def pool(store: Store, tmp_path: Path, **kwargs: object) -> WorkerPool:
+    return WorkerPool(store.backend, store.options, tmp_path / "ledger", environment=store.environment, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["at_most_once", "at_least_once"])
+def test_three_workers_execute_each_due_instance_exactly_once(store: Store, tmp_path: Path, mode: str) -> None:
+    with pool(store, tmp_path, mode=mode) as workers:
+        names = workers.seed(INSTANCES)
+        workers.start(WORKERS)
+        wait_for(lambda: len(workers.finished()) >= INSTANCES, timeout=180, what=f"{INSTANCES} executions")
+        wait_for(lambda: not workers.remaining(), timeout=60, what="every instance committed")
+        logs = workers.stop()
+    finished = workers.finished()
+    duplicates = {name: count for name, count in finished.items() if count > 1}
+    assert not duplicates, f"executed more than once: {list(duplicates.items())[:10]}"
+    assert set(finished) == set(names)
+    assert len({entry.pid for entry in workers.entries()}) == WORKERS, "every worker took part"
+    assert all("Traceback" not in log for log in logs.values()), logs
+
+
+def test_a_worker_killed_mid_task_has_its_task_rerun_after_the_lease_expires(store: Store, tmp_path: Path) -> None:
+    lease = 3.0
+    with pool(store, tmp_path, lease=lease, heartbeat=1.0) as workers:
+        workers.seed(1, prefix="slow", sleep=4.0)
+        (victim,) = workers.start(1)
+        wait_for(lambda: workers.started()["slow000000"] == 1, timeout=60, what="the victim to start the task")
+        workers.kill(victim)
+        (survivor,) = workers.start(1)
+        wait_for(lambda: workers.finished()["slow000000"] == 1, timeout=60, what="the task to be re-run to its end")
+        workers.stop()
+    (_, events) = next(by_instance(workers.entries()))
+    first, second, end = events
+    assert (first.event, second.event, end.event) == ("start", "start", "end")
+    assert first.pid == victim.pid and second.pid == end.pid == survivor.pid
+    assert second.at - first.at >= lease - 0.5, "the re-run waited for the lease to expire"
+    assert first.token is not None and second.token is not None and second.token > first.token
+
+
+def test_instances_scheduled_by_one_process_run_in_another_started_later(store: Store, tmp_path: Path) -> None:
+    with pool(store, tmp_path) as workers:
+        later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+        names = workers.seed(20, execute_at=later)
+        workers.start(1)
+        wait_for(lambda: len(workers.finished()) == 20, timeout=60, what="the persisted instances to run")
+        workers.stop()
+    assert set(workers.finished()) == set(names)
+    assert min(entry.at for entry in workers.entries()) >= later.timestamp(), "nothing ran before it was due"
+
+
+@pytest.mark.parametrize("mode", ["at_most_once", "at_least_once"])
+def test_workers_survive_cut_connections(networked_store: Store, tmp_path: Path, mode: str) -> None:
+    store = networked_store
+    assert store.address is not None and store.via_proxy is not None
+    count = 600
+    with TcpProxy(*store.address) as proxy:
+        proxied = WorkerPool(
+            store.backend,
+            store.via_proxy(proxy.port),
+            tmp_path / "ledger",
+            mode=mode,
+            lease=5,
+            environment=store.environment,
+        )
+        with proxied as workers:
+            names = workers.seed(count, sleep=0.01)
+            workers.start(2)
+            cuts = 0
+            while len(workers.finished()) < count // 2:
+                wait_for(lambda: proxy.connections > 0, timeout=30, what="workers to connect")
+                cuts += proxy.cut()
+                done = len(workers.finished())
+                wait_for(lambda done=done: len(workers.finished()) > done, timeout=60, what="progress after a cut")
+            wait_for(lambda: len(workers.finished()) >= count, timeout=120, what="every instance to run")
+            wait_for(lambda: not workers.remaining(), timeout=60, what="every instance committed")
+            logs = workers.stop()
+    finished = workers.finished()
+    assert cuts > 0
+    assert set(finished) == set(names), "nothing due was lost"
+    if mode == "at_most_once":
+        assert max(finished.values()) == 1, "no instance ran twice under AT_MOST_ONCE"
+    else:
+        reruns = collections.Counter(count for count in finished.values())
+        assert reruns[1] >= count - 20, f"re-runs only where a commit was cut: {reruns}"
+    assert all(process_log.count("Traceback") == 0 or "BackendError" in process_log for process_log in logs.values())
