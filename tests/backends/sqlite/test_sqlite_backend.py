@@ -175,6 +175,20 @@ async def test_newer_schema_version_is_refused(database: str, table_name: str, s
             pass
 
 
+async def test_start_up_needs_no_write_lock_once_the_schema_exists(database: str, table_name: str) -> None:
+    async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name):
+        pass
+    holder = raw(database)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        options: dict[str, Any] = {"sqlite_busy_timeout": 0, "sqlite_busy_retries": 0}
+        async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name, **options) as repository:
+            assert await repository.get_task(TaskKey("s", "a")) is None
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 async def test_a_table_without_a_version_is_refused_not_misread(database: str) -> None:
     connection = raw(database)
     # The pyncette 1.x layout, under the default table name both versions share.

@@ -274,10 +274,20 @@ class SqliteRepository(Repository):
 
     async def prepare(self, *, create: bool) -> None:
         """Create or upgrade the schema (``create``), or only check that it is there and current."""
+        # Reading first means a worker joining a busy database needs no write lock to start.
+        if create and await self._run("schema check", self._current_version, write=False) == SCHEMA_VERSION:
+            return
         if create:
             await self._run("schema creation", self._create_schema, write=True)
         else:
             await self._run("schema check", self._check_schema, write=False)
+
+    async def _current_version(self, connection: aiosqlite.Connection) -> Any:
+        s = self.statements
+        if not await self._fetch(connection, s.table_exists, (META_TABLE_NAME,)):
+            return None
+        rows = await self._fetch(connection, s.read_version, (s.table,))
+        return rows[0][0] if rows and await self._fetch(connection, s.table_exists, (s.table,)) else None
 
     async def _create_schema(self, connection: aiosqlite.Connection) -> None:
         s = self.statements
