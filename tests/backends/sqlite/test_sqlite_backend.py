@@ -189,6 +189,16 @@ async def test_start_up_needs_no_write_lock_once_the_schema_exists(database: str
         holder.close()
 
 
+async def test_a_versioned_table_dropped_by_hand_is_rebuilt(database: str, table_name: str) -> None:
+    async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name):
+        pass
+    connection = raw(database)
+    connection.execute(f"DROP TABLE {table_name}")
+    connection.close()
+    async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name) as repository:
+        assert await repository.register_tasks(T0, [registration("s", "a")]) == [RegisterOutcome.CREATED]
+
+
 async def test_a_table_without_a_version_is_refused_not_misread(database: str) -> None:
     connection = raw(database)
     # The pyncette 1.x layout, under the default table name both versions share.

@@ -304,6 +304,8 @@ class SqliteRepository(Repository):
             await connection.execute(s.write_version, (s.table, SCHEMA_VERSION))
             return
         self._check_version(rows[0][0])
+        # A current version whose table or index went missing (dropped by hand) is simply rebuilt.
+        await connection.execute(s.create_table)
         await connection.execute(s.create_index)
 
     async def _check_schema(self, connection: aiosqlite.Connection) -> None:
