@@ -180,10 +180,13 @@ class Pyncette:
         )
 
         async def serve() -> None:
-            async with self.create() as context, anyio.create_task_group() as group:
+            lifecycle = _Lifecycle()
+            async with anyio.create_task_group() as group:
                 if self.configure_signals:
-                    group.start_soon(_handle_signals, context, group.cancel_scope)
-                await context.run()
+                    group.start_soon(_handle_signals, lifecycle)
+                async with self.create() as context:
+                    lifecycle.attach(context)
+                    await context.run()
                 group.cancel_scope.cancel()
 
         anyio.run(serve)
@@ -197,14 +200,32 @@ async def _close_fixture(name: str, generator: Any) -> None:
     logger.error("fixture %r yielded more than once", name)
 
 
-async def _handle_signals(context: PyncetteContext, scope: anyio.CancelScope) -> None:
+class _Lifecycle:
+    """Carries a stop request that may arrive before the context exists (during fixture set-up)."""
+
+    def __init__(self) -> None:
+        self.context: PyncetteContext | None = None
+        self.stopping = False
+
+    def attach(self, context: PyncetteContext) -> None:
+        self.context = context
+        if self.stopping:
+            context.shutdown()
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.context is not None:
+            self.context.shutdown()
+
+
+async def _handle_signals(lifecycle: _Lifecycle) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            if context.shutting_down:
+            if lifecycle.stopping:
                 logger.warning("second %s: exiting at once", signal.Signals(signum).name)
                 sys.exit(128 + signum)
             logger.info("%s: finishing running tasks, then stopping", signal.Signals(signum).name)
-            context.shutdown()
+            lifecycle.stop()
 
 
 def _positive(name: str, value: datetime.timedelta | float, *, allow_zero: bool = False) -> datetime.timedelta:
@@ -583,7 +604,13 @@ class PyncetteContext:
     async def resume_task(
         self, task: Task | str, instance_name: str | None = None, *, catch_up: CatchUp | str | None = None
     ) -> None:
-        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy)."""
+        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy).
+
+        ``catch_up`` chooses the slot to continue from now: ``"latest"`` the latest missed one,
+        ``"skip"`` the next future one, ``"all"`` the first missed one. The task's own misfire
+        policy still applies when that slot is claimed (a SKIP task drops a slot older than its
+        ``misfire_grace`` whatever the resume asked for).
+        """
         key = self._key(task, instance_name)
         now = self.clock.now()
         state = await self.repository.get_task(key)
