@@ -80,8 +80,8 @@ class Repository(abc.ABC):
         An instance is due when it is in scope (``key.task == task``, and ``key.instance ==
         instance`` when ``instance`` is given), not paused, ``next_run <= now``, and unlocked
         (``locked_until`` is null or ``<= now``). Due instances are claimed in ascending order of
-        eligibility, ``max(next_run, locked_until)`` (which is ``next_run`` except for an instance
-        whose expired lease outlasted its ``next_run``); each claim sets ``locked_by = owner``, ``locked_until = now +
+        ``next_run`` or of eligibility, ``max(next_run, locked_until)``: both conform, and they
+        differ only for an instance whose expired lease outlasted its ``next_run``; each claim sets ``locked_by = owner``, ``locked_until = now +
         lease_duration`` and ``fencing_token = fencing_token_after(fencing_token, now)``, and is
         returned with the state as stored after the claim and the matching lease.
 
