@@ -32,6 +32,9 @@ TEST_REQUIREMENTS = "tests/requirements.txt"
 RUFF = "ruff~=0.17.6"
 MYPY = "mypy~=2.4.1"
 CI = os.environ.get("CI", "").lower() == "true"
+# Seconds one test may take (pytest-timeout) before it fails with its stack: far above the slowest
+# test (the packaging fixtures, about a minute with a cold pip cache), far below CI's patience.
+PYTEST_ENV = {"PYTEST_TIMEOUT": os.environ.get("PYTEST_TIMEOUT", "300")}
 
 nox.options.sessions = ["tests", "lint", "typecheck", "wheels"]
 nox.options.error_on_external_run = True
@@ -78,7 +81,7 @@ def tests(session: nox.Session) -> None:
     ensure_services(session)
     editables = [f"--editable={ROOT / folder}" for folder in DISTRIBUTIONS]
     session.install(*editables, "-r", TEST_REQUIREMENTS)
-    session.run("pytest", *(session.posargs or ["tests"]))
+    session.run("pytest", *(session.posargs or ["tests"]), env=PYTEST_ENV)
 
 
 def backend_tests(session: nox.Session, backend: str) -> None:
@@ -93,7 +96,7 @@ def backend_tests(session: nox.Session, backend: str) -> None:
         paths = [path for path in ("tests/core", "tests/backends/memory") if (ROOT / path).is_dir()]
     else:
         paths = [f"tests/backends/{backend}"]  # missing: pytest fails, as it should
-    session.run("pytest", *paths, *session.posargs)
+    session.run("pytest", *paths, *session.posargs, env=PYTEST_ENV)
 
 
 @nox.session(name="tests-core", tags=["tests"])
