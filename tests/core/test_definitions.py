@@ -11,7 +11,6 @@ from pyncette.errors import ConfigurationError, TaskDefinitionError
 from pyncette.model import CatchUp
 from tests.core.conftest import make_app
 
-
 pytestmark = pytest.mark.anyio
 
 
@@ -59,7 +58,7 @@ def test_stacked_decorators_with_explicit_names() -> None:
 def test_duplicate_task_names_are_rejected() -> None:
     app = make_app()
     app.task(name="a", interval=1)(noop)
-    with pytest.raises(TaskDefinitionError, match="'a'.*already defined"):
+    with pytest.raises(TaskDefinitionError, match=r"'a'.*already defined"):
         app.task(name="a", interval=2)(noop)
 
 
@@ -122,7 +121,7 @@ def test_bad_instance_names(name: object) -> None:
 
 def test_instance_arguments_must_be_json() -> None:
     template = make_app().dynamic_task(name="tpl")(noop)
-    with pytest.raises(TaskDefinitionError, match="tpl/i.*JSON"):
+    with pytest.raises(TaskDefinitionError, match=r"tpl/i.*JSON"):
         template.instantiate("i", interval=1, when=datetime.datetime.now())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 from typing import Any, Awaitable, Callable
 
 import anyio
@@ -13,7 +14,6 @@ from pyncette.model import TaskKey
 from pyncette.testing import FakeClock, run_until
 from pyncette.utils import with_heartbeat
 from tests.core.conftest import START, make_app
-
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +102,7 @@ async def test_retry_back_off_is_exponential_and_capped(clock: FakeClock) -> Non
     async with app.create(clock=clock) as ctx:
         await run_until(ctx, START + 100 * S)
     times = [t for t, _, _ in attempts]
-    assert [int((b - a).total_seconds()) for a, b in zip(times, times[1:])] == [2, 6, 10, 10]
+    assert [int((b - a).total_seconds()) for a, b in itertools.pairwise(times)] == [2, 6, 10, 10]
     assert [n for _, _, n in attempts] == [1, 2, 3, 4, 5]
     assert all(slot == START + 60 * S for _, slot, _ in attempts)
 

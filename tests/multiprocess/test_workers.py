@@ -88,7 +88,8 @@ def test_workers_survive_cut_connections(networked_store: Store, tmp_path: Path,
             while len(workers.finished()) < count // 2:
                 wait_for(lambda: proxy.connections > 0, timeout=30, what="workers to connect")
                 cuts += proxy.cut()
-                wait_for(lambda c=len(workers.finished()): len(workers.finished()) > c, timeout=60, what="progress after a cut")
+                done = len(workers.finished())
+                wait_for(lambda done=done: len(workers.finished()) > done, timeout=60, what="progress after a cut")
             wait_for(lambda: len(workers.finished()) >= count, timeout=120, what="every instance to run")
             wait_for(lambda: not workers.remaining(), timeout=60, what="every instance committed")
             logs = workers.stop()

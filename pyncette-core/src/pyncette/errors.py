@@ -40,10 +40,7 @@ class UnknownBackendError(ConfigurationError, LookupError):
         self.name = name
         self.installed = installed
         listing = ", ".join(sorted(installed)) or "none"
-        super().__init__(
-            f"unknown backend {name!r}; installed backends: {listing}. "
-            f"Install it with: pip install pyncette-{name}"
-        )
+        super().__init__(f"unknown backend {name!r}; installed backends: {listing}. Install it with: pip install pyncette-{name}")
 
 
 class UnknownOptionError(ConfigurationError, TypeError):

@@ -183,9 +183,7 @@ class Execution:
         self._started = time.monotonic()
         interval = None
         if lease is not None:
-            interval = self._hooks.pyncette_heartbeat_interval(
-                task=self.task, lease_duration=self.task.template.lease_duration
-            )
+            interval = self._hooks.pyncette_heartbeat_interval(task=self.task, lease_duration=self.task.template.lease_duration)
             if interval is None:
                 interval = self.task.template.heartbeat_interval
         self._lost = False
@@ -205,9 +203,7 @@ class Execution:
                 group.start_soon(self._heartbeat_loop, interval, group.cancel_scope)
             group.start_soon(body)
         if error is not None:
-            logger.error(
-                "task %s (scheduled at %s) failed", self.task.full_name, slot.isoformat(), exc_info=error
-            )
+            logger.error("task %s (scheduled at %s) failed", self.task.full_name, slot.isoformat(), exc_info=error)
             if lease is None:
                 self._report("failed")
             return False
@@ -263,7 +259,7 @@ class Execution:
                 if attempt == COMMIT_ATTEMPTS - 1:
                     logger.error("task %s: could not commit (%s); its lease will expire", self.task.full_name, exc)
                     return False
-                logger.warning("task %s: commit failed (%s), retrying", self.task.full_name, exc)
+                logger.debug("task %s: commit failed (%s), retrying", self.task.full_name, exc)
                 await anyio.sleep(delay)
                 delay *= 2
         if not applied:

@@ -22,8 +22,8 @@ from pyncette.model import (
     Completion,
     Lease,
     Page,
-    Registration,
     RegisterOutcome,
+    Registration,
     TaskKey,
     TaskState,
     fencing_token_after,
@@ -80,9 +80,7 @@ class MemoryRepository(Repository):
         scope = self._scopes.get(key.task)
         return scope.states.get(key.instance) if scope else None
 
-    async def register_tasks(
-        self, now: datetime.datetime, registrations: Sequence[Registration]
-    ) -> list[RegisterOutcome]:
+    async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
         return [self._register(now, registration) for registration in registrations]
 
     def _register(self, now: datetime.datetime, reg: Registration) -> RegisterOutcome:
@@ -122,21 +120,24 @@ class MemoryRepository(Repository):
         if instance is not None:
             candidate = scope.states.get(instance)
             due = [candidate] if candidate and not candidate.paused and _eligible_at(candidate) <= now else []
-            more = False
         else:
             due = []
-            while len(due) < limit:
+        claimed: list[ClaimedTask] = []
+        while True:
+            if instance is None and len(claimed) < limit:
                 state = scope.pop_due(now)
-                if state is None:
-                    break
-                due.append(state)
-            more = len(due) == limit
-        claimed = []
-        for state in due:
+                due = [state] if state is not None else []
+            if not due:
+                break
+            state = due.pop()
+            # Claim each before popping the next, so a duplicate heap entry of it is no longer valid.
             lease = Lease(owner=owner, token=fencing_token_after(state.fencing_token, now), locked_until=now + lease_duration)
             locked = attrs.evolve(state, locked_by=owner, locked_until=lease.locked_until, fencing_token=lease.token)
             scope.put(locked)
             claimed.append(ClaimedTask(state=locked, lease=lease))
+            if instance is not None:
+                break
+        more = instance is None and len(claimed) == limit
         earliest = scope.earliest()
         next_due = earliest if earliest is not None and earliest > now else None
         return ClaimResult(claimed=tuple(claimed), more=more, next_due=next_due)

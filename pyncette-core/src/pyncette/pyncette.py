@@ -18,13 +18,13 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, Ty
 import anyio
 import attrs
 
-from pyncette.plugins import create_plugin_manager, resolve_backend
 from pyncette.batching import CompletionBatcher
 from pyncette.clock import Clock, SystemClock
 from pyncette.context import Context
 from pyncette.errors import ConfigurationError, TaskDefinitionError, TaskLockedException, TaskNotFoundError
 from pyncette.execution import Execution, InstanceData, Middleware, call_chain
-from pyncette.model import CatchUp, ClaimedTask, Registration, RegisterOutcome, TaskKey, TaskState, TaskStatus
+from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus
+from pyncette.plugins import create_plugin_manager, resolve_backend
 from pyncette.repository import Repository, RepositoryFactory
 from pyncette.schedule import resolve_misfire
 from pyncette.task import Task, TaskFunc, canonical_json
@@ -180,15 +180,16 @@ class Pyncette:
         )
 
         async def serve() -> None:
-            async with self.create() as context:
-                async with anyio.create_task_group() as group:
-                    if self.configure_signals:
-                        group.start_soon(_handle_signals, context, group.cancel_scope)
+            lifecycle = _Lifecycle()
+            async with anyio.create_task_group() as group:
+                if self.configure_signals:
+                    group.start_soon(_handle_signals, lifecycle)
+                async with self.create() as context:
+                    lifecycle.attach(context)
                     await context.run()
-                    group.cancel_scope.cancel()
+                group.cancel_scope.cancel()
 
         anyio.run(serve)
-
 
 
 async def _close_fixture(name: str, generator: Any) -> None:
@@ -199,14 +200,32 @@ async def _close_fixture(name: str, generator: Any) -> None:
     logger.error("fixture %r yielded more than once", name)
 
 
-async def _handle_signals(context: PyncetteContext, scope: anyio.CancelScope) -> None:
+class _Lifecycle:
+    """Carries a stop request that may arrive before the context exists (during fixture set-up)."""
+
+    def __init__(self) -> None:
+        self.context: PyncetteContext | None = None
+        self.stopping = False
+
+    def attach(self, context: PyncetteContext) -> None:
+        self.context = context
+        if self.stopping:
+            context.shutdown()
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.context is not None:
+            self.context.shutdown()
+
+
+async def _handle_signals(lifecycle: _Lifecycle) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            if context.shutting_down:
+            if lifecycle.stopping:
                 logger.warning("second %s: exiting at once", signal.Signals(signum).name)
                 sys.exit(128 + signum)
             logger.info("%s: finishing running tasks, then stopping", signal.Signals(signum).name)
-            context.shutdown()
+            lifecycle.stop()
 
 
 def _positive(name: str, value: datetime.timedelta | float, *, allow_zero: bool = False) -> datetime.timedelta:
@@ -262,7 +281,11 @@ class PyncetteContext:
             service.start_soon(self._batcher.run)
             try:
                 async with anyio.create_task_group() as executions:
-                    self._spawn = lambda execution: executions.start_soon(self._execute, execution)
+
+                    def spawn(execution: Execution) -> None:
+                        executions.start_soon(self._execute, execution)
+
+                    self._spawn = spawn
                     while not self.shutting_down:
                         await self._poll_due(self.clock.now())
                         await self._sleep_until(self._wake_time())
@@ -396,7 +419,9 @@ class PyncetteContext:
                 marker = (state.key, state.spec)
                 if marker not in self._undecodable:
                     self._undecodable.add(marker)
-                    logger.error("cannot read stored instance %s/%s (%s); leaving it to its lease", task.name, state.key.instance, exc)
+                    logger.error(
+                        "cannot read stored instance %s/%s (%s); leaving it to its lease", task.name, state.key.instance, exc
+                    )
                 return None
             if len(self._instances) > 50_000:
                 self._instances.clear()
@@ -490,7 +515,7 @@ class PyncetteContext:
             return []
         outcomes = await self.repository.register_tasks(now, registrations)
         locked = []
-        for instance, registration, outcome in zip(tasks, registrations, outcomes):
+        for instance, registration, outcome in zip(tasks, registrations, outcomes, strict=True):
             if outcome is RegisterOutcome.LOCKED:
                 locked.append(instance)
             else:
@@ -521,9 +546,7 @@ class PyncetteContext:
             return None
         return self._with_status(self._resolve(task if not isinstance(task, Task) else task.template), state)
 
-    async def list_tasks(
-        self, task: Task | str, limit: int | None = None, continuation_token: str | None = None
-    ) -> QueryResult:
+    async def list_tasks(self, task: Task | str, limit: int | None = None, continuation_token: str | None = None) -> QueryResult:
         """One page of the instances of a dynamic task (all partitions), in a stable order."""
         template = self._resolve(task)
         if not template.dynamic:
@@ -581,7 +604,13 @@ class PyncetteContext:
     async def resume_task(
         self, task: Task | str, instance_name: str | None = None, *, catch_up: CatchUp | str | None = None
     ) -> None:
-        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy)."""
+        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy).
+
+        ``catch_up`` chooses the slot to continue from now: ``"latest"`` the latest missed one,
+        ``"skip"`` the next future one, ``"all"`` the first missed one. The task's own misfire
+        policy still applies when that slot is claimed (a SKIP task drops a slot older than its
+        ``misfire_grace`` whatever the resume asked for).
+        """
         key = self._key(task, instance_name)
         now = self.clock.now()
         state = await self.repository.get_task(key)

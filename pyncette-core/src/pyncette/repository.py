@@ -27,8 +27,8 @@ from pyncette.model import (
     Completion,
     Lease,
     Page,
-    Registration,
     RegisterOutcome,
+    Registration,
     TaskKey,
     TaskState,
 )
@@ -41,9 +41,7 @@ class Repository(abc.ABC):
     """Storage of task instances shared by all workers of an app."""
 
     @abc.abstractmethod
-    async def register_tasks(
-        self, now: datetime.datetime, registrations: Sequence[Registration]
-    ) -> list[RegisterOutcome]:
+    async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
         """Create or update instances; return one outcome per registration, in order.
 
         For each registration, atomically:
@@ -81,8 +79,9 @@ class Repository(abc.ABC):
 
         An instance is due when it is in scope (``key.task == task``, and ``key.instance ==
         instance`` when ``instance`` is given), not paused, ``next_run <= now``, and unlocked
-        (``locked_until`` is null or ``<= now``). Due instances are claimed in ascending
-        ``next_run`` order; each claim sets ``locked_by = owner``, ``locked_until = now +
+        (``locked_until`` is null or ``<= now``). Due instances are claimed in ascending order of
+        ``next_run`` or of eligibility, ``max(next_run, locked_until)``: both conform, and they
+        differ only for an instance whose expired lease outlasted its ``next_run``; each claim sets ``locked_by = owner``, ``locked_until = now +
         lease_duration`` and ``fencing_token = fencing_token_after(fencing_token, now)``, and is
         returned with the state as stored after the claim and the matching lease.
 

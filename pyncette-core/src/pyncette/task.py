@@ -194,6 +194,18 @@ class Task:
         except ConfigurationError as exc:
             raise TaskDefinitionError(self.full_name, str(exc)) from None
 
+    def next_runs(self, n: int = 10, after: datetime.datetime | None = None) -> list[datetime.datetime]:
+        """The next ``n`` fire times strictly after ``after`` (default: now), in the task's zone.
+
+        DST rules and jitter apply. For an instance returned by ``get_task`` / ``list_tasks`` the
+        preview continues from its stored next run.
+        """
+        if self.compiled_schedule is None:
+            raise TaskDefinitionError(self.full_name, "a template without a schedule has no runs; preview an instance")
+        moment = after or datetime.datetime.now(datetime.timezone.utc)
+        next_slot = self.status.next_run if self.status is not None else None
+        return self.compiled_schedule.next_runs(n, moment, next_slot=next_slot)
+
     # dynamic instances
 
     def instantiate(self, name: str, **kwargs: Any) -> Task:
@@ -236,9 +248,9 @@ class Task:
         template = self.template
         for option in _SCHEDULE_OPTIONS + _POLICY_OPTIONS:
             value = getattr(self, option)
-            if value is not None and value != getattr(template, option):
-                spec[option] = _to_json(value)
-            elif option in ("schedule", "interval", "execute_at") and value is not None:
+            if (value is not None and value != getattr(template, option)) or (
+                option in ("schedule", "interval", "execute_at") and value is not None
+            ):
                 spec[option] = _to_json(value)
         return spec
 

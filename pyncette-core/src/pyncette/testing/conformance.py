@@ -26,7 +26,7 @@ from typing import Any, AsyncContextManager, AsyncIterator, Callable
 import anyio
 import pytest
 
-from pyncette.model import Completion, Lease, Registration, RegisterOutcome, TaskKey, TaskState, to_micros
+from pyncette.model import Completion, Lease, RegisterOutcome, Registration, TaskKey, TaskState, to_micros
 from pyncette.repository import Repository
 
 UTC = datetime.timezone.utc
@@ -61,6 +61,11 @@ class RepositoryConformance:
     @pytest.fixture
     def scope(self) -> str:
         return f"conf-{uuid.uuid4().hex[:12]}"
+
+    async def test_application_errors_leave_the_factory_unwrapped(self, repository_factory: RepositoryFactory) -> None:
+        with pytest.raises(KeyError, match="from the application"):
+            async with repository_factory():
+                raise KeyError("from the application")
 
     # register_tasks
 
@@ -190,14 +195,20 @@ class RepositoryConformance:
 
     async def test_claim_reports_next_due(self, repository: Repository, scope: str) -> None:
         await repository.register_tasks(
-            T0, [registration(TaskKey(scope, "a"), next_run=T0 + 3 * SECOND), registration(TaskKey(scope, "b"), next_run=T0 + 9 * SECOND)]
+            T0,
+            [
+                registration(TaskKey(scope, "a"), next_run=T0 + 3 * SECOND),
+                registration(TaskKey(scope, "b"), next_run=T0 + 9 * SECOND),
+            ],
         )
         result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=10)
         assert result.claimed == ()
         assert result.next_due == T0 + 3 * SECOND
 
     async def test_claim_respects_limit_and_reports_more(self, repository: Repository, scope: str) -> None:
-        await repository.register_tasks(T0, [registration(TaskKey(scope, f"i{i:03d}"), next_run=T0 - i * SECOND) for i in range(25)])
+        await repository.register_tasks(
+            T0, [registration(TaskKey(scope, f"i{i:03d}"), next_run=T0 - i * SECOND) for i in range(25)]
+        )
         seen: list[str] = []
         for _ in range(3):
             result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=10)
@@ -211,6 +222,16 @@ class RepositoryConformance:
         await repository.register_tasks(T0, [registration(TaskKey(scope, f"i{i}")) for i in range(12)])
         result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=5)
         assert len(result.claimed) == 5 and result.more is True
+
+    async def test_rewritten_instances_are_claimed_once(self, repository: Repository, scope: str) -> None:
+        keys = [TaskKey(scope, f"i{i}") for i in range(5)]
+        await repository.register_tasks(T0, [registration(key, next_run=T0 - SECOND) for key in keys])
+        for key in keys:
+            await repository.register_tasks(T0, [registration(key, next_run=T0 - SECOND)])
+            await repository.set_paused(T0, key, True)
+            await repository.set_paused(T0, key, False)
+        result = await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=100)
+        assert sorted(c.state.key.instance for c in result.claimed) == [k.instance for k in keys]
 
     async def test_claim_single_instance(self, repository: Repository, scope: str) -> None:
         await repository.register_tasks(T0, [registration(TaskKey(scope, "a")), registration(TaskKey(scope, "b"))])
@@ -240,7 +261,9 @@ class RepositoryConformance:
         assert await repository.extend_lease(T0 + LEASE, key, first.lease, LEASE) is None
         assert await repository.complete_tasks(T0 + LEASE, [completion(second.state, second.lease, T0 + 60 * SECOND)]) == [True]
 
-    async def test_fencing_token_increases_on_every_claim_even_across_recreation(self, repository: Repository, scope: str) -> None:
+    async def test_fencing_token_increases_on_every_claim_even_across_recreation(
+        self, repository: Repository, scope: str
+    ) -> None:
         key = TaskKey(scope, "a")
         tokens = []
         now = T0
@@ -277,7 +300,9 @@ class RepositoryConformance:
         assert len(claims) == count
         assert all(len(owners) == 1 for owners in claims.values()), {k: v for k, v in claims.items() if len(v) > 1}
 
-    async def test_concurrent_claims_of_one_instance_have_one_winner(self, repository_factory: RepositoryFactory, scope: str) -> None:
+    async def test_concurrent_claims_of_one_instance_have_one_winner(
+        self, repository_factory: RepositoryFactory, scope: str
+    ) -> None:
         async with contextlib.AsyncExitStack() as stack:
             repos = [await stack.enter_async_context(repository_factory()) for _ in range(4)]
             for round_ in range(15):
@@ -285,8 +310,10 @@ class RepositoryConformance:
                 await repos[0].register_tasks(T0, [registration(key)])
                 winners: list[int] = []
 
-                async def claim(index: int, instance: str = key.instance) -> None:
-                    result = await repos[index].claim_due(T0, scope, owner=f"w{index}", lease_duration=LEASE, limit=1, instance=instance)
+                async def claim(index: int, instance: str = key.instance, winners: list[int] = winners) -> None:
+                    result = await repos[index].claim_due(
+                        T0, scope, owner=f"w{index}", lease_duration=LEASE, limit=1, instance=instance
+                    )
                     if result.claimed:
                         winners.append(index)
 
@@ -301,7 +328,9 @@ class RepositoryConformance:
         key = TaskKey(scope, "a")
         await repository.register_tasks(T0, [registration(key)])
         (claimed,) = (await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=1)).claimed
-        assert await repository.complete_tasks(T0, [completion(claimed.state, claimed.lease, T0 + 60 * SECOND, '{"d": 5}')]) == [True]
+        assert await repository.complete_tasks(T0, [completion(claimed.state, claimed.lease, T0 + 60 * SECOND, '{"d": 5}')]) == [
+            True
+        ]
         state = await repository.get_task(key)
         assert state is not None
         assert (state.next_run, state.data, state.locked_by, state.locked_until) == (T0 + 60 * SECOND, '{"d": 5}', None, None)
@@ -320,7 +349,9 @@ class RepositoryConformance:
         key = TaskKey(scope, "a")
         await repository.register_tasks(T0, [registration(key)])
         (claimed,) = (await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=1)).claimed
-        assert await repository.complete_tasks(T0 + 3 * LEASE, [completion(claimed.state, claimed.lease, T0 + 99 * SECOND)]) == [True]
+        assert await repository.complete_tasks(T0 + 3 * LEASE, [completion(claimed.state, claimed.lease, T0 + 99 * SECOND)]) == [
+            True
+        ]
 
     async def test_complete_with_wrong_owner_or_token_changes_nothing(self, repository: Repository, scope: str) -> None:
         key = TaskKey(scope, "a")
@@ -336,7 +367,9 @@ class RepositoryConformance:
 
     async def test_complete_on_missing_instance_is_not_applied(self, repository: Repository, scope: str) -> None:
         lease = Lease(owner="w1", token=1, locked_until=T0 + LEASE)
-        result = await repository.complete_tasks(T0, [Completion(key=TaskKey(scope, "none"), lease=lease, next_run=T0, data="{}")])
+        result = await repository.complete_tasks(
+            T0, [Completion(key=TaskKey(scope, "none"), lease=lease, next_run=T0, data="{}")]
+        )
         assert result == [False]
         assert await repository.get_task(TaskKey(scope, "none")) is None
 
@@ -437,3 +470,138 @@ class RepositoryConformance:
         assert state.next_run.utcoffset() == datetime.timedelta(0)
         page = await repository.list_tasks(odd.task, limit=5)
         assert [s.key for s in page.states] == [odd]
+
+    # the scheduler's policies, end to end on this backend
+
+    def app(self, repository_factory: RepositoryFactory, **options: Any) -> Any:
+        """A memory-free app whose store is the backend under test (no plugins are loaded)."""
+        from pyncette import Pyncette
+
+        options.setdefault("poll_interval", datetime.timedelta(hours=1))
+        return Pyncette(repository_factory=lambda **_: repository_factory(), autoload_plugins=False, **options)
+
+    async def test_policy_instances_run_at_their_slots(self, repository_factory: RepositoryFactory, scope: str) -> None:
+        from pyncette.testing import FakeClock, run_until
+
+        app = self.app(repository_factory)
+        runs: list[tuple[str, datetime.datetime]] = []
+
+        @app.dynamic_task(name=scope)
+        async def job(context: Any) -> None:
+            runs.append((context.task.name, context.scheduled_at))
+
+        clock = FakeClock(T0)
+        async with app.create(clock=clock) as ctx:
+            await ctx.schedule_tasks([(job, f"every-{i}", {"interval": (i + 1) * 10 * SECOND}) for i in range(3)])
+            await ctx.schedule_task(job, "once", execute_at=T0 + 15 * SECOND)
+            await run_until(ctx, T0 + 30 * SECOND)
+            assert await ctx.get_task(job, "once") is None
+        assert sorted(runs) == sorted(
+            [
+                ("every-0", T0 + 10 * SECOND),
+                ("every-0", T0 + 20 * SECOND),
+                ("every-0", T0 + 30 * SECOND),
+                ("every-1", T0 + 20 * SECOND),
+                ("every-2", T0 + 30 * SECOND),
+                ("once", T0 + 15 * SECOND),
+            ]
+        )
+
+    async def test_policy_retry_attempts_are_stored(self, repository_factory: RepositoryFactory, scope: str) -> None:
+        from pyncette import FailureMode
+        from pyncette.testing import FakeClock, run_until
+
+        attempts: list[int] = []
+        clock = FakeClock(T0)
+        for until in (T0 + 61 * SECOND, T0 + 70 * SECOND):
+            app = self.app(repository_factory)
+
+            @app.task(
+                name=scope,
+                interval=60 * SECOND,
+                failure_mode=FailureMode.UNLOCK,
+                max_attempts=3,
+                retry_delay=SECOND,
+                retry_backoff=1,
+            )
+            async def job(context: Any) -> None:
+                attempts.append(context.attempt)
+                raise RuntimeError("fails on purpose")
+
+            async with app.create(clock=clock) as ctx:
+                await run_until(ctx, until)
+                found = await ctx.get_task(job)
+        assert attempts == [1, 2, 3]
+        assert found is not None and found.status.given_up == 1 and found.status.next_run == T0 + 120 * SECOND
+
+    async def test_policy_pause_resume_and_misfire_counts(self, repository_factory: RepositoryFactory, scope: str) -> None:
+        from pyncette.testing import FakeClock, run_until
+
+        app = self.app(repository_factory)
+        slots: list[datetime.datetime] = []
+
+        @app.dynamic_task(name=scope, catch_up="skip", misfire_grace=SECOND)
+        async def job(context: Any) -> None:
+            slots.append(context.scheduled_at)
+
+        @app.dynamic_task(name=f"{scope}-all")
+        async def paused_job(context: Any) -> None:
+            slots.append(context.scheduled_at)
+
+        clock = FakeClock(T0)
+        async with app.create(clock=clock) as ctx:
+            await ctx.schedule_task(paused_job, "a", interval=10 * SECOND)
+            await ctx.schedule_task(job, "b", interval=10 * SECOND)
+            await ctx.pause_task(paused_job, "a")
+            paused = await ctx.get_task(paused_job, "a")
+            assert paused is not None and paused.status.paused
+            clock.set(T0 + 45 * SECOND)
+            await ctx.tick()
+            b = await ctx.get_task(job, "b")
+            assert b is not None and b.status.missed == 4 and b.status.next_run == T0 + 50 * SECOND
+            await ctx.resume_task(paused_job, "a", catch_up="latest")
+            await run_until(ctx, T0 + 50 * SECOND)
+        assert sorted(slots) == [T0 + 40 * SECOND, T0 + 50 * SECOND, T0 + 50 * SECOND], slots
+
+    async def test_policy_fencing_tokens_grow_with_every_run(self, repository_factory: RepositoryFactory, scope: str) -> None:
+        from pyncette.testing import FakeClock, run_until
+
+        app = self.app(repository_factory)
+        tokens: list[int] = []
+
+        @app.task(name=scope, interval=SECOND)
+        async def job(context: Any) -> None:
+            tokens.append(context.fencing_token)
+
+        async with app.create(clock=FakeClock(T0)) as ctx:
+            await run_until(ctx, T0 + 4 * SECOND)
+            await ctx.repository.unregister_task(T0, TaskKey(scope, ""))
+        assert len(tokens) == 4 and tokens == sorted(set(tokens))
+
+    async def test_policy_bulk_scheduled_instances_drain_exactly_once(
+        self, repository_factory: RepositoryFactory, scope: str
+    ) -> None:
+        from pyncette.testing import FakeClock
+
+        app = self.app(repository_factory, batch_size=50)
+        runs: list[str] = []
+
+        @app.partitioned_task(name=scope, partition_count=3)
+        async def job(context: Any) -> None:
+            runs.append(context.task.name)
+
+        async with app.create(clock=FakeClock(T0)) as ctx:
+            names = [f"n{i:03d}" for i in range(200)]
+            await ctx.schedule_tasks([(job, name, {"execute_at": T0}) for name in names])
+            listed: list[str] = []
+            token = None
+            while True:
+                page = await ctx.list_tasks(job, limit=64, continuation_token=token)
+                listed.extend(task.name for task in page.tasks)
+                token = page.continuation_token
+                if token is None:
+                    break
+            assert sorted(listed) == names
+            assert await ctx.tick() == 200
+            assert (await ctx.list_tasks(job)).tasks == []
+        assert sorted(runs) == names

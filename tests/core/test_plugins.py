@@ -1,0 +1,164 @@
+"""Plugin discovery, backend selection and the three hook families, through a real installed plugin."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+from typing import Any, Iterator
+
+import anyio
+import pytest
+
+from pyncette import Context, Pyncette
+from pyncette.errors import UnknownBackendError, UnknownOptionError
+from pyncette.memory import MemoryRepository
+from pyncette.plugins import create_plugin_manager, installed_backends
+from pyncette.testing import FakeClock, run_until
+from tests.core.conftest import START
+
+pytestmark = pytest.mark.anyio
+S = datetime.timedelta(seconds=1)
+
+
+def _installed(name: str) -> bool:
+    return any(ep.name == name for ep in importlib.metadata.entry_points(group="pyncette"))
+
+
+@pytest.fixture
+def testplugin() -> Iterator[Any]:
+    """The third-party plugin of tests/plugin_dist, which the test requirements install."""
+    if not _installed("testplugin"):
+        message = "pyncette-testplugin is not installed (pip install ./tests/plugin_dist)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    import pyncette_testplugin
+
+    pyncette_testplugin.EVENTS.clear()
+    yield pyncette_testplugin
+    pyncette_testplugin.EVENTS.clear()
+
+
+def test_memory_backend_is_registered_through_the_core_entry_point() -> None:
+    entry = next(ep for ep in importlib.metadata.entry_points(group="pyncette") if ep.name == "memory")
+    assert entry.value == "pyncette.memory"
+    assert entry.dist is not None and entry.dist.name == "pyncette-core"
+
+
+def test_backend_by_name() -> None:
+    app = Pyncette(backend="memory")
+    assert app.backend_name == "memory"
+
+
+def test_default_backend_is_sqlite_in_memory_when_installed_else_memory() -> None:
+    app = Pyncette()
+    expected = "sqlite" if _installed("sqlite") else "memory"
+    assert app.backend_name == expected
+
+
+def test_default_without_autoloaded_plugins_is_memory() -> None:
+    assert Pyncette(autoload_plugins=False).backend_name == "memory"
+
+
+def test_unknown_backend_lists_installed_ones_and_the_distribution() -> None:
+    with pytest.raises(UnknownBackendError) as caught:
+        Pyncette(backend="cassandra")
+    message = str(caught.value)
+    assert "'cassandra'" in message and "memory" in message and "pip install pyncette-cassandra" in message
+
+
+def test_option_of_another_backend_is_rejected_at_once() -> None:
+    with pytest.raises(UnknownOptionError, match="'redis_url'") as caught:
+        Pyncette(backend="memory", redis_url="redis://localhost")
+    if _installed("redis"):
+        assert "belongs to backend 'redis'" in str(caught.value)
+
+
+def test_unknown_option_prefix_names_the_missing_backend() -> None:
+    with pytest.raises(UnknownBackendError, match="cassandra"):
+        Pyncette(cassandra_hosts=["x"])
+
+
+def test_backend_inferred_from_its_options(testplugin: Any) -> None:
+    app = Pyncette(recording_label="inferred")
+    assert app.backend_name == "recording"
+
+
+def test_environment_narrows_autoloaded_plugins(monkeypatch: pytest.MonkeyPatch, testplugin: Any) -> None:
+    monkeypatch.setenv("PYNCETTE_PLUGINS", "memory")
+    assert "recording" not in installed_backends(create_plugin_manager())
+    monkeypatch.setenv("PYNCETTE_PLUGINS", "testplugin")
+    assert {"recording", "memory"} <= set(installed_backends(create_plugin_manager()))
+    monkeypatch.delenv("PYNCETTE_PLUGINS")
+    monkeypatch.setenv("PYNCETTE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert set(installed_backends(create_plugin_manager())) == {"memory"}
+
+
+def test_misspelled_hook_implementation_fails_loudly() -> None:
+    from pyncette.hookspecs import hookimpl
+
+    class Typo:
+        @hookimpl
+        def pyncette_backend(self) -> list[Any]:
+            return []
+
+    with pytest.raises(Exception, match="pyncette_backend"):
+        create_plugin_manager([Typo()], autoload=False)
+
+
+def test_explicit_plugin_objects_are_registered() -> None:
+    from pyncette.hookspecs import hookimpl
+    from pyncette.memory import memory_repository
+    from pyncette.model import BackendInfo
+
+    class Inline:
+        @hookimpl
+        def pyncette_backends(self) -> list[BackendInfo]:
+            return [BackendInfo(name="inline", factory=memory_repository, options={"inline_flag": "x"})]
+
+    app = Pyncette(backend="inline", inline_flag=True, plugins=[Inline()], autoload_plugins=False)
+    assert app.backend_name == "inline"
+
+
+async def test_third_party_plugin_backend_middleware_and_heartbeat_hooks(testplugin: Any) -> None:
+    clock = FakeClock(START)
+    app = Pyncette(backend="recording", recording_label="mine")
+    beats = anyio.Event()
+
+    @app.task(interval=60 * S, lease_duration=8 * S, plugin_heartbeat=True)
+    async def job(context: Context) -> None:
+        assert isinstance(context.app_context.repository, MemoryRepository)
+        while not any(event == "heartbeat" for event, _ in testplugin.EVENTS):
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(2 * S)
+        beats.set()
+
+    async with app.create(clock=clock) as ctx:
+        assert ctx.repository.label == "mine"
+        await run_until(ctx, START + 60 * S)
+    events = [event for event, _ in testplugin.EVENTS]
+    assert events[0] == "opened" and events[-1] == "closed"
+    assert events.index("middleware-before") < events.index("heartbeat") < events.index("middleware-after")
+    assert ("finished", "succeeded") in testplugin.EVENTS
+    heartbeat_at = next(value for event, value in testplugin.EVENTS if event == "heartbeat")
+    assert heartbeat_at == START + 62 * S + 8 * S, "heartbeat after lease/4 = 2s, extending by the lease"
+
+
+async def test_plugin_middleware_runs_outside_application_middleware(testplugin: Any) -> None:
+    clock = FakeClock(START)
+    app = Pyncette(backend="recording")
+    order: list[str] = []
+
+    @app.middleware
+    async def own(context: Context, next: Any) -> None:
+        order.append(f"own-in after {testplugin.EVENTS[-1][0]}")
+        await next()
+
+    @app.task(interval=S)
+    async def job(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + S)
+    assert order == ["own-in after middleware-before"]
