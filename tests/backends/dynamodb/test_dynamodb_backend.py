@@ -332,6 +332,17 @@ async def test_extend_keeps_a_later_next_run_in_the_index(dynamodb_options: dict
         assert len((await repository.claim_due(later, "s", owner="w2", lease_duration=LEASE, limit=1)).claimed) == 1
 
 
+async def test_next_due_after_claiming_everything_is_the_lease_expiry(dynamodb_options: dict[str, Any]) -> None:
+    async with dynamodb_repository(**dynamodb_options) as repository:
+        await repository.register_tasks(T0, [reg("s", "a"), reg("s", "b"), reg("t", "")])
+        assert (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=10)).next_due == T0 + LEASE
+        single = await repository.claim_due(T0, "t", owner="w", lease_duration=LEASE, limit=1, instance="")
+        assert single.next_due == T0 + LEASE
+        assert (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=10)).next_due == T0 + LEASE
+        await repository.unregister_task(T0, TaskKey("t", ""))
+        assert (await repository.claim_due(T0, "t", owner="w", lease_duration=LEASE, limit=10)).next_due is None
+
+
 # Batching
 
 

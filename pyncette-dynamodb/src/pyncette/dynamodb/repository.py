@@ -86,6 +86,17 @@ def _write_id() -> str:
     return secrets.token_hex(8)
 
 
+def _earliest(next_due: int | None, won: list[TaskState], claim: _Claim) -> int | None:
+    """``next_due`` from the index, or the expiry of the leases just taken if earlier.
+
+    The index query ran alongside the claims and may not have seen them; their leases are instances
+    that become claimable again after ``now``.
+    """
+    if not won:
+        return next_due
+    return claim.until_us if next_due is None else min(next_due, claim.until_us)
+
+
 def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
@@ -362,8 +373,7 @@ class DynamoDBRepository(Repository):
         next_due: int | None = None
 
         async def fetch_next_due() -> TaskState | None:
-            # Runs alongside the claims: they only move items to later due times, and a next_due
-            # that turns out to be one of their lease expiries is allowed (merely an early poll).
+            # Runs alongside the claims, which only move items to later due times (see _earliest).
             nonlocal next_due
             next_due = await self._next_due(pk, now_us)
             return None
@@ -372,9 +382,10 @@ class DynamoDBRepository(Repository):
             key = self._key(TaskKey(task, instance))
             calls: list[Callable[[], Awaitable[TaskState | None]]] = [functools.partial(self._claim_one, key, claim)]
             states = await _concurrently([*calls, fetch_next_due])
-            return ClaimResult(claimed=self._claimed([s for s in states if s is not None], claim), next_due=_at(next_due))
+            won = [state for state in states if state is not None]
+            return ClaimResult(claimed=self._claimed(won, claim), next_due=_at(_earliest(next_due, won, claim)))
 
-        won: list[TaskState] = []
+        won = []
         start_key: Item | None = None
         more = False
         for round_ in range(c.CLAIM_ROUNDS):
@@ -401,7 +412,7 @@ class DynamoDBRepository(Repository):
                 break
             # Other workers won some candidates: read on past this window rather than return short.
             start_key = candidates[-1]
-        return ClaimResult(claimed=self._claimed(won, claim), more=more, next_due=_at(next_due))
+        return ClaimResult(claimed=self._claimed(won, claim), more=more, next_due=_at(_earliest(next_due, won, claim)))
 
     @staticmethod
     def _claimed(states: list[TaskState], claim: _Claim) -> tuple[ClaimedTask, ...]:
