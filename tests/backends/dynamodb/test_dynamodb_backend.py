@@ -231,6 +231,9 @@ async def test_table_with_another_layout_is_refused(dynamodb_options: dict[str, 
     with pytest.raises(SchemaVersionError, match="dynamodb_table_name"):
         async with dynamodb_repository(**dynamodb_options):
             pytest.fail("must not start")
+    async with raw_client(moto_endpoint) as client:
+        ttl = await client.describe_time_to_live(TableName=dynamodb_options["dynamodb_table_name"])
+    assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "DISABLED", "a foreign table is left untouched"
 
 
 async def test_newer_schema_version_is_refused(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:

@@ -124,10 +124,10 @@ async def ensure_table(client: Any, table_name: str, *, create: bool) -> None:
             raise translate_error(exc, "create_table", table_name) from exc
     if table is None or not _is_active(table):
         table = await _wait_active(client, table_name)
-    if create:
-        await _enable_ttl(client, table_name)
     _check_layout(table, table_name)
     await _check_version(client, table_name, create=create)
+    if create:
+        await _enable_ttl(client, table_name)
 
 
 async def _enable_ttl(client: Any, table_name: str) -> None:
