@@ -173,11 +173,14 @@ class Pyncette:
             yield context
 
     def main(self) -> None:
-        """Run the app until SIGINT or SIGTERM: the first drains gracefully, a second exits at once."""
-        logging.basicConfig(
-            level=os.environ.get("PYNCETTE_LOG_LEVEL", "INFO").upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        """Run the app until SIGINT or SIGTERM: the first drains gracefully, a second exits at once.
+
+        Logging is configured unless the program did it already: ``PYNCETTE_LOG_LEVEL`` (INFO) and
+        ``PYNCETTE_LOG_FORMAT`` (``text`` or ``json``), see :mod:`pyncette.log_format`.
+        """
+        from pyncette.log_format import configure_logging
+
+        configure_logging()
 
         async def serve() -> None:
             lifecycle = _Lifecycle()
