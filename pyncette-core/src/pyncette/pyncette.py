@@ -164,6 +164,9 @@ class Pyncette:
         options = {**self.backend_options, "concurrency_limit": self.concurrency_limit, "batch_size": self.batch_size}
         async with contextlib.AsyncExitStack() as stack:
             repository = await stack.enter_async_context(self.repository_factory(**options))
+            for wrappers in self.plugin_manager.hook.pyncette_repository_wrappers(app=self):
+                for wrap in wrappers:
+                    repository = wrap(repository)
             context = PyncetteContext(self, repository, clock or SystemClock(), dict(context_items or {}))
             for name, func in self._fixtures:
                 generator = func(context) if inspect.signature(func).parameters else func()
