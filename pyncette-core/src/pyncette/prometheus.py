@@ -27,6 +27,8 @@ metric                                              type       meaning
 ``pyncette_leases_lost_total{task}``                counter    running executions whose lease was lost
 ``pyncette_polls_total{task}``                      counter    claims of due instances (``measure_ticks``)
 ``pyncette_claimed_total{task}``                    counter    instances claimed by those polls
+``pyncette_oldest_due_age_seconds{task}``           gauge      at the last poll, how long the oldest instance
+                                                               it claimed had been due (0 when none was due)
 ``pyncette_repository_operation_duration_seconds``  histogram  store round trips by ``operation``
                                                                (``measure_repositories``)
 ``pyncette_repository_operation_errors_total``      counter    store operations that raised, by ``operation``
@@ -80,6 +82,7 @@ class Metrics:
     leases_lost: Counter
     polls: Counter
     claimed: Counter
+    oldest_due_age: Gauge
     repository_duration: Histogram
     repository_errors: Counter
 
@@ -107,6 +110,12 @@ class Metrics:
             leases_lost=Counter("pyncette_leases_lost", "Executions whose lease was lost", task, registry=registry),
             polls=Counter("pyncette_polls", "Claims of due instances", task, registry=registry),
             claimed=Counter("pyncette_claimed", "Instances claimed", task, registry=registry),
+            oldest_due_age=Gauge(
+                "pyncette_oldest_due_age_seconds",
+                "At the last poll, how long the oldest instance it claimed had been due",
+                task,
+                registry=registry,
+            ),
             repository_duration=Histogram(
                 "pyncette_repository_operation_duration_seconds",
                 "Duration of store operations",
@@ -256,6 +265,11 @@ class MeasuredRepository(Repository):
             self._metrics.polls.labels(label).inc()
             if result.claimed:
                 self._metrics.claimed.labels(label).inc(len(result.claimed))
+                # Claims go in eligibility order, so the first claimed instances are the oldest due.
+                oldest = min(claimed.state.next_run for claimed in result.claimed)
+                self._metrics.oldest_due_age.labels(label).set(max((now - oldest).total_seconds(), 0.0))
+            elif not result.more:
+                self._metrics.oldest_due_age.labels(label).set(0.0)
         return result
 
     async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
