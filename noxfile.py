@@ -162,6 +162,22 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--config-file", config, "--strict", "tests/support", "tests/packaging", "noxfile.py")
 
 
+# The documentation site's tools; only the docs session installs them (mkdocstrings reads the
+# sources statically, so the distributions are not installed).
+DOCS_REQUIREMENTS = ["mkdocs~=1.6.1", "mkdocs-material~=9.8", "mkdocstrings~=1.0", "mkdocstrings-python~=2.0"]
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs.yml) with --strict: a broken link or API reference fails."""
+    session.install(*DOCS_REQUIREMENTS)
+    site = Path(session.create_tmp()) / "site"
+    args = session.posargs or ["--site-dir", str(site)]
+    session.run("mkdocs", "build", "--strict", *args, env={"NO_MKDOCS_2_WARNING": "1"})
+    if not session.posargs:
+        session.log(f"site built in {site}")
+
+
 @nox.session
 def wheels(session: nox.Session) -> None:
     """Build every distribution's sdist and wheel into dist/ and check what each wheel holds."""
