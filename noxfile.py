@@ -35,7 +35,7 @@ CI = os.environ.get("CI", "").lower() == "true"
 # Seconds one test may take (pytest-timeout) before it fails with its stack: far above the slowest
 # test (the packaging fixtures, about a minute with a cold pip cache; a multi-process drain on moto,
 # a few minutes), yet low enough that a hung test cannot stall the whole run.
-PYTEST_ENV = {"PYTEST_TIMEOUT": os.environ.get("PYTEST_TIMEOUT", "300")}
+PYTEST_ENV = {"PYTEST_TIMEOUT": os.environ.get("PYTEST_TIMEOUT", "600")}
 
 nox.options.sessions = ["tests", "lint", "typecheck", "wheels"]
 nox.options.error_on_external_run = True
