@@ -424,3 +424,24 @@ async def test_pause_and_resume_with_catch_up(clock: FakeClock) -> None:
         await ctx.resume_task(job, "a", catch_up="latest")
         await run_until(ctx, START + 50 * S)
     assert slots == [40, 50]
+
+
+async def test_a_task_whose_lease_expired_before_it_started_is_not_run(clock: FakeClock) -> None:
+    app = make_app()
+    runs: list[int | None] = []
+
+    @app.dynamic_task(lease_duration=5 * S)
+    async def job(context: Context) -> None:
+        runs.append(context.fencing_token)
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "x", execute_at=START)
+        (claimed,) = (await ctx.repository.claim_due(START, "job", owner=app.worker_id, lease_duration=5 * S, limit=1)).claimed
+        clock.advance(5 * S)
+        execution = ctx._prepare(job, claimed)
+        assert execution is not None
+        await execution.run()
+        assert runs == [], "a stale claim must not start the task"
+        clock.advance(S)
+        await ctx.tick()
+    assert len(runs) == 1 and runs[0] is not None and runs[0] > claimed.lease.token

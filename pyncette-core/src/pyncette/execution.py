@@ -135,6 +135,11 @@ class Execution:
                 return
             await self._run_body(slot, data, None)
             return
+        if self.app_context.clock.now() >= lease.locked_until:
+            # The worker was too busy to start the task within its lease; another worker may have
+            # claimed it since. Starting now could run it twice at once, so leave it to a new claim.
+            logger.warning("task %s: lease expired before the task could start; it is left for a new claim", self.task.full_name)
+            return
         succeeded = await self._run_body(slot, data, lease)
         if succeeded is None:
             return
