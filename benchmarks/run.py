@@ -12,6 +12,10 @@ import argparse
 import sys
 
 import drain
+import lateness
+import memory
+import poll
+import schedule
 from backends import BACKENDS, Services
 from common import IMPLS, python_for
 
@@ -27,6 +31,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--processes", default="1,2", help="drain: worker process counts (default 1,2)")
     parser.add_argument("--repeat", type=int, default=1, help="run each measurement this many times")
     parser.add_argument("--sqlite-dir", help="folder of the SQLite files (default /dev/shm, a tmpfs)")
+    parser.add_argument(
+        "--v1-max-stored", type=int, default=100_000, help="poll, memory: cap of 1.1.0's stored instances (filled one by one)"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs")
     args = parser.parse_args(argv)
     args.benches = [name.strip() for name in args.bench.split(",") if name.strip()]
@@ -42,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     for impl in args.impls:
         python_for(impl)
-    workloads = {"drain": drain.main}
+    workloads = {
+        "drain": drain.main,
+        "lateness": lateness.main,
+        "poll": poll.main,
+        "schedule": schedule.main,
+        "memory": memory.main,
+    }
     services = Services(args.backend, sqlite_dir=args.sqlite_dir)
     try:
         for bench in args.benches:
