@@ -23,6 +23,17 @@ V1_REQUIREMENTS = ["pyncette[redis,postgres,mysql,dynamodb]==1.1.0", "aiosqlite"
 IMPLS = ("ours", "v1")
 
 
+class ProgramFailed(RuntimeError):
+    """A benchmark program exited with an error; the message ends with its stderr."""
+
+
+def failed(bench: str, impl: str, backend: str, error: ProgramFailed) -> None:
+    """Report a measurement that could not be taken (one JSON line) and go on with the next one."""
+    reason = [line for line in str(error).splitlines() if line.strip()][-1][:300]
+    log(f"{bench} {impl} {backend} failed: {reason}")
+    emit({"bench": bench, "impl": impl, "backend": backend, "error": reason})
+
+
 def emit(record: Mapping[str, Any]) -> None:
     """Print one measurement as one JSON line, with the load averages at the time it was taken."""
     print(json.dumps({**record, "load": load()}, default=str), flush=True)
@@ -66,7 +77,7 @@ def run_program(command: list[str], store: Mapping[str, Any], *, timeout: float)
     """Run a benchmark program to completion; return its JSON lines, raise with its stderr on failure."""
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment(store))
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[1:3])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise ProgramFailed(f"{' '.join(command[1:3])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from backends import Services, store
-from common import compare, emit, environment, flags, log, program, worker
+from common import ProgramFailed, compare, emit, environment, failed, flags, log, program, worker
 from worker import NAME_WIDTH
 
 STALL_SECONDS = 60.0
@@ -34,7 +34,11 @@ def main(args: argparse.Namespace, services: Services) -> None:
     for processes in args.process_counts:
         measured = {}
         for impl in args.impls:
-            measured[impl] = run(impl, args.backend, services, count=count, processes=processes)
+            try:
+                measured[impl] = run(impl, args.backend, services, count=count, processes=processes)
+            except ProgramFailed as error:
+                failed("drain", impl, args.backend, error)
+                continue
             emit(measured[impl])
         compare("drain", args.backend, measured, higher=["executions_per_s"], lower=["cpu_ms_per_execution"], processes=processes)
 
@@ -116,7 +120,7 @@ def expect(process: subprocess.Popen[str], mode: str, folder: Path) -> dict[str,
     line = process.stdout.readline()
     if not line.startswith("{"):
         errors = "\n".join(path.read_text()[-3000:] for path in folder.glob("*.stderr"))
-        raise RuntimeError(f"a drain worker exited before reporting {mode!r}:\n{errors}")
+        raise ProgramFailed(f"a drain worker exited before reporting {mode!r}:\n{errors}")
     record: dict[str, Any] = json.loads(line)
     assert record["mode"] == mode, record
     return record

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from backends import Services, store
-from common import compare, emit, environment, flags, log, program, quantiles, worker
+from common import ProgramFailed, compare, emit, environment, failed, flags, log, program, quantiles, worker
 
 STARTUP_SECONDS = 2.0
 """Let the executing worker start before the feed begins (and stop the feed as long before the end)."""
@@ -25,7 +25,11 @@ def main(args: argparse.Namespace, services: Services) -> None:
     duration = 10.0 if args.quick else 30.0
     measured: dict[str, dict[str, Any]] = {}
     for impl in args.impls:
-        samples = run(impl, args.backend, services, duration)
+        try:
+            samples = run(impl, args.backend, services, duration)
+        except ProgramFailed as error:
+            failed("lateness", impl, args.backend, error)
+            continue
         for kind, values in samples.items():
             record = {"bench": "lateness", "impl": impl, "backend": args.backend, "kind": kind, **quantiles(values)}
             emit(record)
@@ -47,7 +51,7 @@ def run(impl: str, backend: str, services: Services, duration: float) -> dict[st
                 executor.kill()
                 executor.wait()
         if executor.returncode != 0:
-            raise RuntimeError(f"lateness worker failed ({executor.returncode}):\n{err[-3000:]}")
+            raise ProgramFailed(f"lateness worker failed ({executor.returncode}):\n{err[-3000:]}")
     samples: dict[str, list[float]] = json.loads(out.splitlines()[-1])["samples"]
     log(f"lateness {impl} {backend}: {fed['count']} once-off fed, {len(samples['once'])} ran")
     return samples

@@ -13,7 +13,7 @@ from typing import Any
 
 import drain
 from backends import Services
-from common import compare, emit
+from common import ProgramFailed, compare, emit, failed
 
 DUE = 5000
 
@@ -23,7 +23,11 @@ def main(args: argparse.Namespace, services: Services) -> None:
     measured: dict[str, dict[str, Any]] = {}
     for impl in args.impls:
         future = stored if impl == "ours" else min(stored, args.v1_max_stored)
-        record = drain.run(impl, args.backend, services, count=DUE, processes=1, future=future)
+        try:
+            record = drain.run(impl, args.backend, services, count=DUE, processes=1, future=future)
+        except ProgramFailed as error:
+            failed("memory", impl, args.backend, error)
+            continue
         measured[impl] = {"rss_kib": record["rss_kib"][0], "peak_rss_kib": record["peak_rss_kib"][0]}
         emit({**record, "bench": "memory", **measured[impl]})
     compare("memory", args.backend, measured, lower=["rss_kib", "peak_rss_kib"])

@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 from backends import Services, store
-from common import compare, emit, flags, log, program, run_program
+from common import ProgramFailed, compare, emit, failed, flags, log, program, run_program
 
 SIZES = (10_000, 100_000, 1_000_000)
 
@@ -26,7 +26,11 @@ def main(args: argparse.Namespace, services: Services) -> None:
         with store(args.backend, services, f"poll_{impl}") as spec:
             command = program("pollprobe.py", impl, flags(store=spec, sizes=",".join(map(str, impl_sizes))))
             log(f"poll {impl} {args.backend}: filling to {impl_sizes[-1]} instances")
-            records = run_program(command, spec, timeout=3600)
+            try:
+                records = run_program(command, spec, timeout=3600)
+            except ProgramFailed as error:
+                failed("poll", impl, args.backend, error)
+                continue
         measured[impl] = {}
         base = records[0]
         for record in records:

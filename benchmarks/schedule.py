@@ -13,15 +13,19 @@ import argparse
 from typing import Any
 
 from backends import Services, store
-from common import compare, emit, worker
+from common import ProgramFailed, compare, emit, failed, worker
 
 
 def main(args: argparse.Namespace, services: Services) -> None:
     count, bulk_count = (500, 5000) if args.quick else (2000, 50_000)
     measured: dict[str, dict[str, Any]] = {}
     for impl in args.impls:
-        with store(args.backend, services, f"schedule_{impl}") as spec:
-            records = worker(impl, "schedule", spec, count=count, bulk_count=bulk_count)
+        try:
+            with store(args.backend, services, f"schedule_{impl}") as spec:
+                records = worker(impl, "schedule", spec, count=count, bulk_count=bulk_count)
+        except ProgramFailed as error:
+            failed("schedule", impl, args.backend, error)
+            continue
         measured[impl] = {}
         for record in records:
             rate = round(record["count"] / record["seconds"], 1)
