@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ def main(args: argparse.Namespace, services: Services) -> None:
         measured = {}
         for impl in args.impls:
             try:
-                measured[impl] = run(impl, args.backend, services, count=count, processes=processes)
+                measured[impl] = run(impl, args.backend, services, count=count, processes=processes, profile=args.profile)
             except ProgramFailed as error:
                 failed("drain", impl, args.backend, error)
                 continue
@@ -43,13 +44,20 @@ def main(args: argparse.Namespace, services: Services) -> None:
         compare("drain", args.backend, measured, higher=["executions_per_s"], lower=["cpu_ms_per_execution"], processes=processes)
 
 
-def run(impl: str, backend: str, services: Services, *, count: int, processes: int, future: int = 0) -> dict[str, Any]:
-    """Seed, drain with ``processes`` workers and return one record."""
+def run(
+    impl: str, backend: str, services: Services, *, count: int, processes: int, future: int = 0, profile: str | None = None
+) -> dict[str, Any]:
+    """Seed, drain with ``processes`` workers and return one record.
+
+    With ``profile`` (a folder), each worker runs under ``py-spy record`` and leaves its sampled
+    stacks (collapsed format, CPU only) in ``<profile>/drain-<impl>-<backend>-P<processes>-<i>.txt``.
+    """
     with store(backend, services, f"drain_{impl}") as spec:
         (seeded,) = worker(impl, "seed", spec, count=count, future=future)
         log(f"drain {impl} {backend} P={processes}: seeded {count} (+{future} future) in {seeded['seconds']:.1f}s")
         with tempfile.TemporaryDirectory(prefix="pyncette-bench-ledger-") as folder:
-            results = drive(impl, spec, Path(folder), count=count, processes=processes)
+            prefix = profile and str(Path(profile) / f"drain-{impl}-{backend}-P{processes}")
+            results = drive(impl, spec, Path(folder), count=count, processes=processes, profile=prefix)
             names = [line for index in range(processes) for line in (Path(folder) / f"{index}.ledger").read_text().split()]
     executed = len(set(names))
     wall = max(r["last"] for r in results) - min(r["go"] for r in results)
@@ -75,14 +83,30 @@ def run(impl: str, backend: str, services: Services, *, count: int, processes: i
     }
 
 
-def drive(impl: str, spec: dict[str, Any], folder: Path, *, count: int, processes: int) -> list[dict[str, Any]]:
+def drive(
+    impl: str, spec: dict[str, Any], folder: Path, *, count: int, processes: int, profile: str | None
+) -> list[dict[str, Any]]:
     """Start the workers, release them together, wait for the ledgers to fill, stop them."""
     workers = []
     for index in range(processes):
-        args = ["drain", *flags(store=spec, ledger=folder / f"{index}.ledger")]
+        command = program("worker.py", impl, ["drain", *flags(store=spec, ledger=folder / f"{index}.ledger")])
+        if profile:
+            output = f"{profile}-{index}.txt"
+            command = [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "-f",
+                "raw",
+                "-r",
+                "200",
+                "-o",
+                output,
+                "--",
+                *command,
+            ]
         stderr = open(folder / f"{index}.stderr", "w")  # noqa: SIM115 - closed with the process below
         process = subprocess.Popen(
-            program("worker.py", impl, args),
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -100,7 +124,10 @@ def drive(impl: str, spec: dict[str, Any], folder: Path, *, count: int, processe
             send(process.stdin, "stop")
             assert process.stdin is not None
             process.stdin.close()
-        return [expect(process, "drain", folder) for process, _ in workers]
+        results = [expect(process, "drain", folder) for process, _ in workers]
+        for process, _ in workers:
+            process.wait(timeout=60)  # under py-spy, until the profile is written
+        return results
     finally:
         for process, stderr in workers:
             if process.poll() is None:
@@ -118,7 +145,9 @@ def send(pipe: IO[str] | None, line: str) -> None:
 def expect(process: subprocess.Popen[str], mode: str, folder: Path) -> dict[str, Any]:
     assert process.stdout is not None
     line = process.stdout.readline()
-    if not line.startswith("{"):
+    while line and not line.startswith("{"):  # py-spy's own messages, when profiling
+        line = process.stdout.readline()
+    if not line:
         errors = "\n".join(path.read_text()[-3000:] for path in folder.glob("*.stderr"))
         raise ProgramFailed(f"a drain worker exited before reporting {mode!r}:\n{errors}")
     record: dict[str, Any] = json.loads(line)

@@ -34,6 +34,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--v1-max-stored", type=int, default=100_000, help="poll, memory: cap of 1.1.0's stored instances (filled one by one)"
     )
+    parser.add_argument("--profile", help="drain: run the workers under py-spy, stacks into this folder")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs")
     args = parser.parse_args(argv)
     args.benches = [name.strip() for name in args.bench.split(",") if name.strip()]

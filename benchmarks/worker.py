@@ -169,8 +169,11 @@ class Ledger:
         self.file.close()
 
 
-async def read_line() -> str:
-    return (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip()
+async def stdin_reader() -> asyncio.StreamReader:
+    """Commands from the orchestrator, read on the event loop (a reader thread would show in profiles)."""
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
 
 
 async def drain(store: dict[str, Any], args: argparse.Namespace) -> None:
@@ -184,13 +187,14 @@ async def drain(store: dict[str, Any], args: argparse.Namespace) -> None:
         ledger.add(context.task.name)
 
     dynamic(app, record)
+    commands = await stdin_reader()
     async with app.create() as ctx:
         emit(mode="ready")
-        await read_line()
+        await commands.readline()
         go, cpu_at_go = time.time(), cpu_seconds()
         flusher = asyncio.ensure_future(ledger.run(0.02))
         runner = asyncio.ensure_future(ctx.run())
-        await read_line()
+        await commands.readline()
         ctx.shutdown()
         await runner
         flusher.cancel()
