@@ -14,9 +14,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from backends import BACKENDS
+from run import BENCHES
+
 VARIANT_KEYS = ("processes", "kind", "stored", "method")
 SOLO_METRICS = {
     "drain": ("executions_per_s", "cpu_ms_per_execution"),
+    "lateness": ("p50_ms", "p99_ms", "max_ms"),
     "memory": ("rss_kib",),
     "schedule": ("per_s",),
 }
@@ -35,9 +39,9 @@ def number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
-def collect(paths: list[str]) -> tuple[dict[tuple[str, ...], dict[str, list[str]]], list[str]]:
+def collect(paths: list[str]) -> tuple[dict[tuple[str, ...], dict[str, list[str]]], dict[tuple[str, str], set[str]]]:
     rows: dict[tuple[str, ...], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    errors = []
+    errors: dict[tuple[str, str], set[str]] = defaultdict(set)
     compared = set()
     records = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.startswith("{")]
     for record in records:
@@ -49,7 +53,7 @@ def collect(paths: list[str]) -> tuple[dict[tuple[str, ...], dict[str, list[str]
                     for column in ("ours", "v1", "ratio"):
                         row[column].append(number(pair[column]))
         elif "error" in record:
-            errors.append(f"{record['backend']} {record['bench']} {record['impl']}: {record['error']}")
+            errors[(f"{record['backend']} {record['impl']}", record["error"])].add(record["bench"])
     for record in records:
         solo = (record["bench"], record.get("backend"))
         if record.get("impl") == "ours" and "error" not in record and solo not in compared:
@@ -57,7 +61,7 @@ def collect(paths: list[str]) -> tuple[dict[tuple[str, ...], dict[str, list[str]
                 value = record.get(metric)
                 value = value[0] if isinstance(value, list) else value
                 rows[(record["backend"], record["bench"], variant(record), metric)]["ours"].append(number(value))
-    return rows, sorted(set(errors))
+    return rows, errors
 
 
 def main() -> None:
@@ -67,11 +71,12 @@ def main() -> None:
     rows, errors = collect(args.paths)
     print("| backend | workload | variant | metric | ours | 1.1.0 | ratio (>1: ours better) |")
     print("|---|---|---|---|---|---|---|")
-    for (backend, bench, name, metric), columns in rows.items():
+    order = {name: index for index, name in enumerate((*BACKENDS, *BENCHES))}
+    for (backend, bench, name, metric), columns in sorted(rows.items(), key=lambda item: (order[item[0][0]], order[item[0][1]])):
         cells = [" / ".join(columns.get(column, [])) or "n/a" for column in ("ours", "v1", "ratio")]
         print(f"| {backend} | {bench} | {name} | {metric} | {' | '.join(cells)} |")
-    for error in errors:
-        print(f"\n- not measured: {error}")
+    for (who, error), benches in errors.items():
+        print(f"\n- not measured, {who} ({', '.join(sorted(benches))}): {error}")
 
 
 if __name__ == "__main__":
