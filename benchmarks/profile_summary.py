@@ -28,6 +28,27 @@ def package(file: str) -> str:
     return Path(file).stem
 
 
+def callers(paths: list[str], target: str, top: int) -> None:
+    """Which ``pyncette`` frames lead to ``target`` (a substring of a frame), by share of its samples."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            frames = stack.split(";")
+            hits = [index for index, frame in enumerate(frames) if target in frame]
+            if not hits:
+                continue
+            total += int(count_text)
+            own = [frame for frame in frames[: hits[0]] if "pyncette/" in frame]
+            counts[own[-1].split(" (")[0] + " -> " + frames[hits[0] - 1].split(" (")[0] if own else "(outside pyncette)"] += int(
+                count_text
+            )
+    print(f"{total} samples in {target}; last pyncette frame -> direct caller:")
+    for name, count in counts.most_common(top):
+        print(f"  {100 * count / max(total, 1):5.1f}%  {name}")
+
+
 def summarise(paths: list[str], top: int, *, imports: bool = False) -> None:
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
@@ -64,8 +85,12 @@ def main() -> None:
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--imports", action="store_true", help="keep samples taken while importing modules")
+    parser.add_argument("--callers", metavar="FUNCTION", help="instead: which pyncette code leads to FUNCTION")
     args = parser.parse_args()
-    summarise(args.paths, args.top, imports=args.imports)
+    if args.callers:
+        callers(args.paths, args.callers, args.top)
+    else:
+        summarise(args.paths, args.top, imports=args.imports)
 
 
 if __name__ == "__main__":

@@ -263,7 +263,7 @@ async def schedule(store: dict[str, Any], args: argparse.Namespace) -> None:
         for index in range(args.count):
             await ctx.schedule_task(task, instance_name("s", index), execute_at=at)
         emit(mode="schedule", method="one_by_one", count=args.count, seconds=time.perf_counter() - started)
-        if hasattr(ctx, "schedule_tasks"):
+        if args.bulk_count and hasattr(ctx, "schedule_tasks"):
             names = [instance_name("b", index) for index in range(args.bulk_count)]
             started = time.perf_counter()
             await schedule_many(ctx, task, names, at, bulk=True)
