@@ -21,7 +21,9 @@ from typing import Any, Iterator
 
 from common import ROOT
 
-BACKENDS = ("sqlite", "redis", "postgres", "mysql", "dynamodb")
+BACKENDS = ("sqlite", "redis", "postgres", "mysql", "dynamodb", "memory")
+IN_PROCESS = {"memory"}
+"""Backends whose store lives in one process: no worker processes sharing it, so no P = 2 and no lateness."""
 REDIS_URL = "redis://127.0.0.1:6379"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL = {"mysql_host": "127.0.0.1", "mysql_port": 3306, "mysql_user": "root", "mysql_password": "", "mysql_database": "test"}
@@ -64,11 +66,18 @@ class Services:
 
 @contextlib.contextmanager
 def store(backend: str, services: Services, tag: str) -> Iterator[dict[str, Any]]:
-    """A fresh, uniquely named store: ``{"factory": "module:function", "options": {...}, "env": {...}}``."""
+    """A fresh, uniquely named store: ``{"factory": "module:function", "options": {...}, "env": {...}}``.
+
+    A ``"v1"`` entry, when present, is the store to give pyncette 1.1.0 instead (see :func:`common.for_impl`).
+    """
     # 1.1.0 accepts table names of lower-case letters and underscores only.
     name = f"bench_{tag}_{uuid.uuid4().hex[:8]}".translate(DIGITS_TO_LETTERS)
     factory = f"pyncette.{backend}:{backend}_repository"
-    if backend == "sqlite":
+    if backend == "memory":
+        # One process only; 1.1.0 has no memory backend, its default (SQLite in memory) stands in.
+        v1 = {"factory": "pyncette.sqlite:sqlite_repository", "options": {"sqlite_database": ":memory:"}}
+        yield {"factory": "pyncette.memory:memory_repository", "options": {}, "v1": v1}
+    elif backend == "sqlite":
         folder = Path(tempfile.mkdtemp(prefix="pyncette-bench-", dir=services.sqlite_dir or None))
         try:
             yield {"factory": factory, "options": {"sqlite_database": str(folder / f"{name}.db")}}

@@ -69,6 +69,14 @@ def flags(**values: Any) -> list[str]:
     return result
 
 
+def for_impl(store: Mapping[str, Any], impl: str) -> dict[str, Any]:
+    """The store description ``impl`` gets: the ``"v1"`` variant for 1.1.0 when there is one."""
+    spec = {key: value for key, value in store.items() if key != "v1"}
+    if impl == "v1" and "v1" in store:
+        spec.update(store["v1"])
+    return spec
+
+
 def environment(store: Mapping[str, Any]) -> dict[str, str]:
     return {**os.environ, **store.get("env", {})}
 
@@ -83,7 +91,8 @@ def run_program(command: list[str], store: Mapping[str, Any], *, timeout: float)
 
 def worker(impl: str, mode: str, store: Mapping[str, Any], *, timeout: float = 1800, **options: Any) -> list[dict[str, Any]]:
     """Run ``worker.py <mode>`` under ``impl`` and return its records."""
-    return run_program(program("worker.py", impl, [mode, *flags(store=dict(store), **options)]), store, timeout=timeout)
+    spec = for_impl(store, impl)
+    return run_program(program("worker.py", impl, [mode, *flags(store=spec, **options)]), spec, timeout=timeout)
 
 
 def quantiles(samples: list[float]) -> dict[str, float | None]:

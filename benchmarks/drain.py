@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from backends import Services, store
-from common import ProgramFailed, compare, emit, environment, failed, flags, log, program, worker
+from backends import IN_PROCESS, Services, store
+from common import ProgramFailed, compare, emit, environment, failed, flags, for_impl, log, program, worker
 from worker import NAME_WIDTH
 
 STALL_SECONDS = 60.0
@@ -52,13 +52,22 @@ def run(
     With ``profile`` (a folder), each worker runs under ``py-spy record`` and leaves its sampled
     stacks (collapsed format, CPU only) in ``<profile>/drain-<impl>-<backend>-P<processes>-<i>.txt``.
     """
-    with store(backend, services, f"drain_{impl}") as spec:
-        (seeded,) = worker(impl, "seed", spec, count=count, future=future)
-        log(f"drain {impl} {backend} P={processes}: seeded {count} (+{future} future) in {seeded['seconds']:.1f}s")
+    in_process = backend in IN_PROCESS
+    if in_process and processes > 1:
+        raise ProgramFailed(f"the {backend} backend lives in one process: P = 1 only")
+    with store(backend, services, f"drain_{impl}") as shared:
+        spec = for_impl(shared, impl)
+        seeding = {"count": count, "future": future}
+        if not in_process:
+            (seeded,) = worker(impl, "seed", spec, **seeding)
         with tempfile.TemporaryDirectory(prefix="pyncette-bench-ledger-") as folder:
             prefix = profile and str(Path(profile) / f"drain-{impl}-{backend}-P{processes}")
-            results = drive(impl, spec, Path(folder), count=count, processes=processes, profile=prefix)
+            options = seeding if in_process else {}
+            ready, results = drive(impl, spec, Path(folder), count=count, processes=processes, profile=prefix, seeding=options)
             names = [line for index in range(processes) for line in (Path(folder) / f"{index}.ledger").read_text().split()]
+    if in_process:
+        seeded = ready[0]
+    log(f"drain {impl} {backend} P={processes}: seeded {count} (+{future} future) in {seeded['seconds']:.1f}s")
     executed = len(set(names))
     wall = max(r["last"] for r in results) - min(r["go"] for r in results)
     cpu = sum(r["cpu"] for r in results)
@@ -84,12 +93,24 @@ def run(
 
 
 def drive(
-    impl: str, spec: dict[str, Any], folder: Path, *, count: int, processes: int, profile: str | None
-) -> list[dict[str, Any]]:
-    """Start the workers, release them together, wait for the ledgers to fill, stop them."""
+    impl: str,
+    spec: dict[str, Any],
+    folder: Path,
+    *,
+    count: int,
+    processes: int,
+    profile: str | None,
+    seeding: dict[str, int],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Start the workers, release them together, wait for the ledgers to fill, stop them.
+
+    Returns the workers' ``ready`` and ``drain`` records. ``seeding`` (``count``, ``future``) makes
+    the worker fill the store itself before it is ready, for stores that live in its process.
+    """
     workers = []
     for index in range(processes):
-        command = program("worker.py", impl, ["drain", *flags(store=spec, ledger=folder / f"{index}.ledger")])
+        args = flags(store=spec, ledger=folder / f"{index}.ledger", **seeding)
+        command = program("worker.py", impl, ["drain", *args])
         if profile:
             output = f"{profile}-{index}.txt"
             command = [
@@ -115,8 +136,7 @@ def drive(
         )
         workers.append((process, stderr))
     try:
-        for process, _ in workers:
-            expect(process, "ready", folder)
+        ready = [expect(process, "ready", folder) for process, _ in workers]
         for process, _ in workers:
             send(process.stdin, "go")
         wait_for(folder, count, processes)
@@ -127,7 +147,7 @@ def drive(
         results = [expect(process, "drain", folder) for process, _ in workers]
         for process, _ in workers:
             process.wait(timeout=60)  # under py-spy, until the profile is written
-        return results
+        return ready, results
     finally:
         for process, stderr in workers:
             if process.poll() is None:

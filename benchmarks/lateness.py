@@ -14,8 +14,8 @@ import subprocess
 import time
 from typing import Any
 
-from backends import Services, store
-from common import ProgramFailed, compare, emit, environment, failed, flags, log, program, quantiles, worker
+from backends import IN_PROCESS, Services, store
+from common import ProgramFailed, compare, emit, environment, failed, flags, for_impl, log, program, quantiles, worker
 
 STARTUP_SECONDS = 2.0
 """Let the executing worker start before the feed begins (and stop the feed as long before the end)."""
@@ -39,7 +39,10 @@ def main(args: argparse.Namespace, services: Services) -> None:
 
 
 def run(impl: str, backend: str, services: Services, duration: float) -> dict[str, list[float]]:
-    with store(backend, services, f"lateness_{impl}") as spec:
+    if backend in IN_PROCESS:
+        raise ProgramFailed(f"the {backend} backend lives in one process; lateness needs a second one to schedule")
+    with store(backend, services, f"lateness_{impl}") as shared:
+        spec = for_impl(shared, impl)
         command = program("worker.py", impl, ["lateness", *flags(store=spec, duration=duration)])
         executor = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(spec))
         try:

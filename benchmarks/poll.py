@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 from backends import Services, store
-from common import ProgramFailed, compare, emit, failed, flags, log, program, run_program
+from common import ProgramFailed, compare, emit, failed, flags, for_impl, log, program, run_program
 
 SIZES = (10_000, 100_000, 1_000_000)
 
@@ -23,7 +23,8 @@ def main(args: argparse.Namespace, services: Services) -> None:
     measured: dict[str, dict[int, dict[str, Any]]] = {}
     for impl in args.impls:
         impl_sizes = [size for size in sizes if impl == "ours" or size <= args.v1_max_stored]
-        with store(args.backend, services, f"poll_{impl}") as spec:
+        with store(args.backend, services, f"poll_{impl}") as shared:
+            spec = for_impl(shared, impl)
             command = program("pollprobe.py", impl, flags(store=spec, sizes=",".join(map(str, impl_sizes))))
             log(f"poll {impl} {args.backend}: filling to {impl_sizes[-1]} instances")
             try:

@@ -16,7 +16,7 @@ import lateness
 import memory
 import poll
 import schedule
-from backends import BACKENDS, Services
+from backends import BACKENDS, IN_PROCESS, Services
 from common import IMPLS, python_for
 
 BENCHES = ("drain", "lateness", "poll", "schedule", "memory")
@@ -28,7 +28,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--impl", choices=[*IMPLS, "both"], default="both")
     parser.add_argument("--bench", default=",".join(BENCHES), help=f"comma-separated, from {','.join(BENCHES)}")
     parser.add_argument("--instances", type=int, help="drain: due instances (default 20000; quick 5000)")
-    parser.add_argument("--processes", default="1,2", help="drain: worker process counts (default 1,2)")
+    parser.add_argument("--processes", help="drain: worker process counts (default 1,2; 1 for the memory backend)")
     parser.add_argument("--repeat", type=int, default=1, help="run each measurement this many times")
     parser.add_argument("--sqlite-dir", help="folder of the SQLite files (default /dev/shm, a tmpfs)")
     parser.add_argument(
@@ -42,7 +42,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown bench {', '.join(unknown)}; expected some of {', '.join(BENCHES)}")
     args.impls = list(IMPLS) if args.impl == "both" else [args.impl]
-    args.process_counts = [int(p) for p in args.processes.split(",")]
+    default = "1" if args.backend in IN_PROCESS else "1,2"
+    args.process_counts = [int(p) for p in (args.processes or default).split(",")]
     return args
 
 

@@ -9,7 +9,8 @@ Modes (first argument):
 
 - ``seed``: schedule ``--count`` once-off instances that are already due, plus ``--future`` ones due
   in a year (untimed set-up for ``drain``, ``memory`` and ``poll``).
-- ``drain``: start, print ``ready``, wait for ``go`` on stdin, run the scheduler; every execution
+- ``drain``: start (with ``--count``/``--future``, seed as ``seed`` does, for a store that lives
+  in this process), print ``ready``, wait for ``go`` on stdin, run the scheduler; every execution
   appends its 8-character instance name to ``--ledger``; ``stop`` on stdin shuts down. Prints the
   CPU seconds spent from ``go`` to the last execution, the wall clock of the first and last
   execution, the warnings logged and the resident memory.
@@ -118,6 +119,17 @@ async def schedule_many(ctx: Any, task: Any, names: list[str], at: datetime.date
     await asyncio.gather(*(one(name) for name in names))
 
 
+async def fill(ctx: Any, task: Any, args: argparse.Namespace) -> float:
+    """Schedule ``--future`` instances due in a year and ``--count`` already due; return the seconds taken."""
+    started = time.perf_counter()
+    now = datetime.datetime.now(UTC)
+    future = [instance_name("f", i) for i in range(args.future)]
+    await schedule_many(ctx, task, future, now + datetime.timedelta(days=365), bulk=True)
+    due = [instance_name("i", i) for i in range(args.count)]
+    await schedule_many(ctx, task, due, now - datetime.timedelta(seconds=1), bulk=True)
+    return time.perf_counter() - started
+
+
 async def seed(store: dict[str, Any], args: argparse.Namespace) -> None:
     app = make_app(store, args)
 
@@ -125,14 +137,9 @@ async def seed(store: dict[str, Any], args: argparse.Namespace) -> None:
         pass
 
     task = dynamic(app, noop)
-    started = time.perf_counter()
     async with app.create() as ctx:
-        now = datetime.datetime.now(UTC)
-        future = [instance_name("f", i) for i in range(args.future)]
-        await schedule_many(ctx, task, future, now + datetime.timedelta(days=365), bulk=True)
-        due = [instance_name("i", i) for i in range(args.count)]
-        await schedule_many(ctx, task, due, now - datetime.timedelta(seconds=1), bulk=True)
-    emit(mode="seed", count=args.count, future=args.future, seconds=time.perf_counter() - started)
+        seconds = await fill(ctx, task, args)
+    emit(mode="seed", count=args.count, future=args.future, seconds=seconds)
 
 
 class Ledger:
@@ -186,10 +193,12 @@ async def drain(store: dict[str, Any], args: argparse.Namespace) -> None:
     async def record(context: Context) -> None:
         ledger.add(context.task.name)
 
-    dynamic(app, record)
+    task = dynamic(app, record)
     commands = await stdin_reader()
     async with app.create() as ctx:
-        emit(mode="ready")
+        # A store that lives in this process (the memory backend) is filled here, before "ready".
+        seeded = await fill(ctx, task, args) if args.count or args.future else None
+        emit(mode="ready", seconds=seeded)
         await commands.readline()
         go, cpu_at_go = time.time(), cpu_seconds()
         flusher = asyncio.ensure_future(ledger.run(0.02))
