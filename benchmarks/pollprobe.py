@@ -26,7 +26,7 @@ from pyncette import Context, ExecutionMode, Pyncette
 UTC = datetime.timezone.utc
 TASK = "bench_dynamic"
 LEASE = datetime.timedelta(seconds=60)
-CHUNK = 5000
+CHUNK = 1000
 CONCURRENCY = 16
 
 
