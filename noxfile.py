@@ -27,7 +27,15 @@ BACKENDS = [folder.removeprefix("pyncette-") for folder in DISTRIBUTIONS if fold
 # Backends whose tests need a loopback server that .ci/services can start.
 SERVER_BACKENDS = {"postgres", "mysql", "redis"}
 TEST_REQUIREMENTS = "tests/requirements.txt"
+# Linters are pinned to a minor release: a new release may add rules or change formatting, and that
+# must arrive as a deliberate change, not as a red CI run.
+RUFF = "ruff~=0.17.6"
+MYPY = "mypy~=2.4.1"
 CI = os.environ.get("CI", "").lower() == "true"
+# Seconds one test may take (pytest-timeout) before it fails with its stack: far above the slowest
+# test (the packaging fixtures, about a minute with a cold pip cache; a multi-process drain on moto,
+# a few minutes), yet low enough that a hung test cannot stall the whole run.
+PYTEST_ENV = {"PYTEST_TIMEOUT": os.environ.get("PYTEST_TIMEOUT", "600")}
 
 nox.options.sessions = ["tests", "lint", "typecheck", "wheels"]
 nox.options.error_on_external_run = True
@@ -74,7 +82,7 @@ def tests(session: nox.Session) -> None:
     ensure_services(session)
     editables = [f"--editable={ROOT / folder}" for folder in DISTRIBUTIONS]
     session.install(*editables, "-r", TEST_REQUIREMENTS)
-    session.run("pytest", *(session.posargs or ["tests"]))
+    session.run("pytest", *(session.posargs or ["tests"]), env=PYTEST_ENV)
 
 
 def backend_tests(session: nox.Session, backend: str) -> None:
@@ -89,10 +97,10 @@ def backend_tests(session: nox.Session, backend: str) -> None:
         paths = [path for path in ("tests/core", "tests/backends/memory") if (ROOT / path).is_dir()]
     else:
         paths = [f"tests/backends/{backend}"]  # missing: pytest fails, as it should
-    session.run("pytest", *paths, *session.posargs)
+    session.run("pytest", *paths, *session.posargs, env=PYTEST_ENV)
 
 
-@nox.session(name="tests-core")
+@nox.session(name="tests-core", tags=["tests"])
 def tests_core(session: nox.Session) -> None:
     """tests/core and tests/backends/memory against the built wheel of pyncette-core."""
     backend_tests(session, "memory")
@@ -108,33 +116,35 @@ def bench(session: nox.Session, backend: str) -> None:
     session.run("python", "benchmarks/run.py", "--backend", backend, *session.posargs)
 
 
-@nox.session(name="bench-memory")
+def define_backend_session(kind: str, backend: str) -> None:
+    def session_function(session: nox.Session) -> None:
+        (backend_tests if kind == "tests" else bench)(session, backend)
+
+    if kind == "tests":
+        session_function.__doc__ = f"tests/backends/{backend} against the built wheels of pyncette-core and pyncette-{backend}."
+    else:
+        session_function.__doc__ = f"Benchmarks of pyncette-{backend}."
+    nox.session(name=f"{kind}-{backend}", tags=[kind])(session_function)
+
+
+for _backend in BACKENDS:
+    define_backend_session("tests", _backend)
+
+
+@nox.session(name="bench-memory", tags=["bench"])
 def bench_memory(session: nox.Session) -> None:
     """Benchmarks of the in-memory backend of pyncette-core."""
     bench(session, "memory")
 
 
-def define_backend_sessions(backend: str) -> None:
-    def run_tests(session: nox.Session) -> None:
-        backend_tests(session, backend)
-
-    def run_bench(session: nox.Session) -> None:
-        bench(session, backend)
-
-    run_tests.__doc__ = f"tests/backends/{backend} against the built wheels of pyncette-core and pyncette-{backend}."
-    run_bench.__doc__ = f"Benchmarks of pyncette-{backend}."
-    nox.session(name=f"tests-{backend}")(run_tests)
-    nox.session(name=f"bench-{backend}")(run_bench)
-
-
 for _backend in BACKENDS:
-    define_backend_sessions(_backend)
+    define_backend_session("bench", _backend)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the whole repository."""
-    session.install("ruff")
+    session.install(RUFF)
     session.run("ruff", "check", *(session.posargs or ["."]))
     session.run("ruff", "format", "--check", *(session.posargs or ["."]))
 
@@ -143,13 +153,29 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the installed (not editable) pyncette package, then on the typed test helpers."""
     wheels = build(session, DISTRIBUTIONS, Path(session.create_tmp()) / "wheels", sdist=False)
-    session.install(*map(str, wheels), "mypy", "-r", TEST_REQUIREMENTS, "nox")
+    session.install(*map(str, wheels), MYPY, "-r", TEST_REQUIREMENTS, "nox")
     # The repository root holds no `pyncette` folder, so mypy finds only the installed package.
     installed = session.run("python", "-c", "import pyncette, os; print(os.path.dirname(pyncette.__path__[0]))", silent=True)
     session.log(f"checking pyncette as installed in {str(installed).strip()}")
     config = str(ROOT / "pyproject.toml")
     session.run("mypy", "--config-file", config, "--strict", "-p", "pyncette")
     session.run("mypy", "--config-file", config, "--strict", "tests/support", "tests/packaging", "noxfile.py")
+
+
+# The documentation site's tools; only the docs session installs them (mkdocstrings reads the
+# sources statically, so the distributions are not installed).
+DOCS_REQUIREMENTS = ["mkdocs~=1.6.1", "mkdocs-material~=9.8", "mkdocstrings~=1.0", "mkdocstrings-python~=2.0"]
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs.yml) with --strict: a broken link or API reference fails."""
+    session.install(*DOCS_REQUIREMENTS)
+    site = Path(session.create_tmp()) / "site"
+    args = session.posargs or ["--site-dir", str(site)]
+    session.run("mkdocs", "build", "--strict", *args, env={"NO_MKDOCS_2_WARNING": "1"})
+    if not session.posargs:
+        session.log(f"site built in {site}")
 
 
 @nox.session

@@ -170,12 +170,47 @@ def test_cron_evaluated_in_zone_returned_in_utc() -> None:
     assert [run.isoformat() for run in preview] == ["2026-06-01T09:00:00+05:30", "2026-06-02T09:00:00+05:30"]
 
 
+@pytest.mark.parametrize("name", ["europe/dublin", "EUROPE/DUBLIN", " Europe/Dublin "])
+def test_zone_names_in_any_case_mean_the_canonical_zone(name: str) -> None:
+    schedule = build_schedule(schedule="0 9 * * *", timezone=name)
+    assert schedule.zone == zoneinfo.ZoneInfo("Europe/Dublin")
+
+
+def test_unknown_zone_suggests_a_close_name() -> None:
+    with pytest.raises(ScheduleError, match=r"unknown time zone 'Europe/Dublinn'; did you mean 'Europe/Dublin'\?"):
+        build_schedule(schedule="0 9 * * *", timezone="Europe/Dublinn")
+
+
 def test_cron_accepts_tzinfo_objects() -> None:
     fixed = dt.timezone(dt.timedelta(hours=-3))
     schedule = build_schedule(schedule="0 9 * * *", timezone=fixed)
     assert schedule.first_run(utc(2026, 6, 1)) == utc(2026, 6, 1, 12)
     zone = zoneinfo.ZoneInfo("Europe/Dublin")
     assert build_schedule(schedule="0 9 * * *", timezone=zone) == build_schedule(schedule="0 9 * * *", timezone=zone)
+
+
+class FakePytzZone(dt.tzinfo):
+    """Looks like a pytz zone: it has ``localize`` and ``zone``, and ignores ``fold``."""
+
+    zone = "America/New_York"
+
+    def localize(self, moment: dt.datetime) -> dt.datetime:
+        raise NotImplementedError
+
+    def utcoffset(self, moment: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(hours=-4, minutes=-56)  # LMT, what pytz zones report through replace()
+
+    def dst(self, moment: dt.datetime | None) -> dt.timedelta:
+        return dt.timedelta(0)
+
+    def tzname(self, moment: dt.datetime | None) -> str:
+        return "LMT"
+
+
+def test_pytz_zones_are_replaced_by_zoneinfo() -> None:
+    schedule = build_schedule(schedule="0 9 * * *", timezone=FakePytzZone())
+    assert schedule.zone == zoneinfo.ZoneInfo("America/New_York")
+    assert schedule.first_run(utc(2026, 6, 1)) == utc(2026, 6, 1, 13)
 
 
 def test_cron_input_in_any_zone() -> None:
@@ -291,3 +326,14 @@ def test_interval_jitter() -> None:
     first = schedule.first_run(utc(2026, 1, 1))
     assert first == utc(2026, 1, 1, 0, 1) + schedule.offset
     assert schedule.next_after(first) == first + dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/New_York"])
+@pytest.mark.parametrize("expression", ["0 0 1 1 *", "* * * * *", "0 0 L * *"])
+def test_edges_of_the_datetime_range_never_raise(zone: str, expression: str) -> None:
+    schedule = build_schedule(schedule=expression, timezone=zone)
+    for moment in (dt.datetime.max.replace(tzinfo=UTC), utc(9999, 12, 31, 23, 58), dt.datetime.min.replace(tzinfo=UTC)):
+        slot = schedule.next_after(moment)
+        assert slot is None or slot > moment
+    if expression == "0 0 1 1 *":  # 1 January 10000 does not exist: the schedule is over
+        assert schedule.next_after(utc(9999, 6, 1)) is None

@@ -74,50 +74,80 @@ NY_FALL = utc(2026, 10, 31)
 
 
 @pytest.mark.parametrize(
-    ("expression", "kwargs", "expected"),
+    ("expression", "kwargs", "start", "expected"),
     [
-        ("30 2 * * *", {}, ["03-07 02:30-0500", "03-08 03:30-0400", "03-09 02:30-0400"]),
-        ("30 2 * * *", {"dst_gap": DstGap.SKIP}, ["03-07 02:30-0500", "03-09 02:30-0400"]),
-        ("0 2 * * *", {}, ["03-07 02:00-0500", "03-08 03:00-0400", "03-09 02:00-0400"]),
+        ("30 2 * * *", {}, NY_SPRING, ["03-07 02:30-0500", "03-08 03:30-0400", "03-09 02:30-0400"]),
+        ("30 2 * * *", {"dst_gap": DstGap.SKIP}, NY_SPRING, ["03-07 02:30-0500", "03-09 02:30-0400"]),
+        ("0 2 * * *", {}, NY_SPRING, ["03-07 02:00-0500", "03-08 03:00-0400", "03-09 02:00-0400"]),
         # the shifted 02:30 lands on the job's own 03:30: one run, not two
-        ("30 2,3 * * *", {}, ["03-07 02:30-0500", "03-07 03:30-0500", "03-08 03:30-0400", "03-09 02:30-0400"]),
-        ("0 */2 * * *", {}, ["03-08 00:00-0500", "03-08 04:00-0400"]),
-        ("0 */2 * * *", {"dst_gap": DstGap.SHIFT}, ["03-08 00:00-0500", "03-08 03:00-0400", "03-08 04:00-0400"]),
-        ("*/30 * * * *", {}, ["03-08 01:00-0500", "03-08 01:30-0500", "03-08 03:00-0400", "03-08 03:30-0400"]),
-        ("*/30 * * * *", {"dst_gap": DstGap.SHIFT}, ["03-08 01:00-0500", "03-08 01:30-0500", "03-08 03:00-0400"]),
+        (
+            "30 2,3 * * *",
+            {},
+            NY_SPRING,
+            ["03-07 02:30-0500", "03-07 03:30-0500", "03-08 03:30-0400", "03-09 02:30-0400"],
+        ),
+        ("0 */2 * * *", {}, utc(2026, 3, 8, 4, 59), ["03-08 00:00-0500", "03-08 04:00-0400"]),
+        (
+            "0 */2 * * *",
+            {"dst_gap": DstGap.SHIFT},
+            utc(2026, 3, 8, 4, 59),
+            ["03-08 00:00-0500", "03-08 03:00-0400", "03-08 04:00-0400"],
+        ),
+        (
+            "*/30 * * * *",
+            {},
+            utc(2026, 3, 8, 5, 59),
+            ["03-08 01:00-0500", "03-08 01:30-0500", "03-08 03:00-0400", "03-08 03:30-0400"],
+        ),
+        (
+            "*/30 * * * *",
+            {"dst_gap": DstGap.SHIFT},
+            utc(2026, 3, 8, 5, 59),
+            ["03-08 01:00-0500", "03-08 01:30-0500", "03-08 03:00-0400"],
+        ),
     ],
 )
-def test_new_york_spring_forward(expression: str, kwargs: dict[str, object], expected: list[str]) -> None:
+def test_new_york_spring_forward(expression: str, kwargs: dict[str, object], start: dt.datetime, expected: list[str]) -> None:
     schedule = CronSchedule(expression, "America/New_York", **kwargs)  # type: ignore[arg-type]
-    start = {"0 */2": utc(2026, 3, 8, 4, 59), "*/30": utc(2026, 3, 8, 5, 59)}.get(expression[:5].strip(), NY_SPRING)
     assert local_runs(schedule, start, len(expected)) == expected
 
 
 @pytest.mark.parametrize(
-    ("expression", "kwargs", "expected"),
+    ("expression", "kwargs", "start", "expected"),
     [
-        ("30 1 * * *", {}, ["10-31 01:30-0400", "11-01 01:30-0400", "11-02 01:30-0500"]),
-        ("30 1 * * *", {"dst_fold": DstFold.LAST}, ["10-31 01:30-0400", "11-01 01:30-0500", "11-02 01:30-0500"]),
+        ("30 1 * * *", {}, NY_FALL, ["10-31 01:30-0400", "11-01 01:30-0400", "11-02 01:30-0500"]),
+        (
+            "30 1 * * *",
+            {"dst_fold": DstFold.LAST},
+            NY_FALL,
+            ["10-31 01:30-0400", "11-01 01:30-0500", "11-02 01:30-0500"],
+        ),
         (
             "30 1 * * *",
             {"dst_fold": DstFold.BOTH},
+            NY_FALL,
             ["10-31 01:30-0400", "11-01 01:30-0400", "11-01 01:30-0500", "11-02 01:30-0500"],
         ),
-        ("0 2 * * *", {}, ["10-31 02:00-0400", "11-01 02:00-0500", "11-02 02:00-0500"]),
-        ("0 1 * * *", {}, ["10-31 01:00-0400", "11-01 01:00-0400", "11-02 01:00-0500"]),
-        ("*/20 1 * * *", {}, ["11-01 01:00-0400", "11-01 01:20-0400", "11-01 01:40-0400", "11-02 01:00-0500"]),
+        ("0 2 * * *", {}, NY_FALL, ["10-31 02:00-0400", "11-01 02:00-0500", "11-02 02:00-0500"]),
+        ("0 1 * * *", {}, NY_FALL, ["10-31 01:00-0400", "11-01 01:00-0400", "11-02 01:00-0500"]),
+        (
+            "*/20 1 * * *",
+            {},
+            utc(2026, 11, 1, 4),
+            ["11-01 01:00-0400", "11-01 01:20-0400", "11-01 01:40-0400", "11-02 01:00-0500"],
+        ),
         (
             "*/20 1 * * *",
             {"dst_fold": DstFold.LAST},
+            utc(2026, 10, 31, 5, 30),
             ["10-31 01:40-0400", "11-01 01:00-0500", "11-01 01:20-0500", "11-01 01:40-0500", "11-02 01:00-0500"],
         ),
     ],
 )
-def test_new_york_fall_back_fixed_time(expression: str, kwargs: dict[str, object], expected: list[str]) -> None:
+def test_new_york_fall_back_fixed_time(
+    expression: str, kwargs: dict[str, object], start: dt.datetime, expected: list[str]
+) -> None:
     schedule = CronSchedule(expression, "America/New_York", **kwargs)  # type: ignore[arg-type]
-    start = utc(2026, 11, 1, 4) if expression.startswith("*/20") else NY_FALL
-    if kwargs.get("dst_fold") is DstFold.LAST and expression.startswith("*/20"):
-        start = utc(2026, 10, 31, 5, 30)
     assert local_runs(schedule, start, len(expected)) == expected
 
 

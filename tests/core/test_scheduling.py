@@ -337,3 +337,31 @@ async def test_last_tick_and_add_to_context(clock: FakeClock) -> None:
         await run_until(ctx, START + S)
         assert ctx.last_tick == START + S
     assert seen == ["hi"]
+
+
+async def test_next_runs_previews_in_the_task_zone(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.task(schedule="30 2 * * *", timezone="America/New_York")
+    async def nightly(context: Context) -> None:
+        pass
+
+    @app.dynamic_task()
+    async def dyn(context: Context) -> None:
+        pass
+
+    spring = datetime.datetime(2030, 3, 9, 12, tzinfo=datetime.timezone.utc)
+    runs = nightly.next_runs(3, after=spring)
+    assert [r.isoformat() for r in runs] == [
+        "2030-03-10T03:30:00-04:00",
+        "2030-03-11T02:30:00-04:00",
+        "2030-03-12T02:30:00-04:00",
+    ]
+    with pytest.raises(TaskDefinitionError, match="preview an instance"):
+        dyn.next_runs(1)
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(dyn, "x", interval=7 * S)
+        clock.advance(3 * S)
+        found = await ctx.get_task(dyn, "x")
+        assert found is not None
+        assert found.next_runs(2, after=clock.now()) == [START + 7 * S, START + 14 * S]

@@ -30,12 +30,12 @@ def _name() -> str:
     return f"mp_{uuid.uuid4().hex[:10]}"
 
 
-def _sqlite(tmp_path: Path) -> Iterator[Store]:
+def _sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     pytest.importorskip("pyncette.sqlite")
     yield Store("sqlite", {"sqlite_database": str(tmp_path / "shared.db")})
 
 
-def _redis(tmp_path: Path) -> Iterator[Store]:
+def _redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     import redis
 
     require_server("Redis", "127.0.0.1", 6379)
@@ -53,7 +53,7 @@ def _redis(tmp_path: Path) -> Iterator[Store]:
     client.close()
 
 
-def _postgres(tmp_path: Path) -> Iterator[Store]:
+def _postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     import anyio
     import asyncpg
 
@@ -74,7 +74,7 @@ def _postgres(tmp_path: Path) -> Iterator[Store]:
     anyio.run(drop)
 
 
-def _mysql(tmp_path: Path) -> Iterator[Store]:
+def _mysql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     import pymysql
 
     require_server("MariaDB", "127.0.0.1", 3306)
@@ -96,12 +96,14 @@ def _mysql(tmp_path: Path) -> Iterator[Store]:
     connection.close()
 
 
-def _dynamodb(tmp_path: Path) -> Iterator[Store]:
+def _dynamodb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     from tests.backends.dynamodb.conftest import DUMMY_ENVIRONMENT, REGION, start_moto
 
     server = start_moto()
     table = _name()
     environment = {**DUMMY_ENVIRONMENT, "AWS_DEFAULT_REGION": REGION}
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)  # the test process seeds and lists through the same store
     options = {"dynamodb_endpoint": server.endpoint, "dynamodb_region_name": REGION, "dynamodb_table_name": table}
     try:
         yield Store(
@@ -119,10 +121,10 @@ STORES = {"sqlite": _sqlite, "redis": _redis, "postgres": _postgres, "mysql": _m
 
 
 @pytest.fixture(params=list(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    yield from STORES[request.param](tmp_path)
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    yield from STORES[request.param](tmp_path, monkeypatch)
 
 
 @pytest.fixture(params=[name for name in STORES if name != "sqlite"])
-def networked_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    yield from STORES[request.param](tmp_path)
+def networked_store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    yield from STORES[request.param](tmp_path, monkeypatch)

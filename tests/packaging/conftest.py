@@ -17,11 +17,11 @@ from typing import NamedTuple, Sequence
 
 import pytest
 
-from tests.packaging.layout import ROOT, artifact_prefix, distribution_folders
+from tests.packaging.layout import ROOT, artifact_prefix, build_requirements, distribution_folders
 
-# The build backend (and what its editable builds may ask for), so that editable installs work
-# from the wheelhouse with build isolation on and the index off.
-BUILD_BACKEND = ("hatchling>=1.21", "editables")
+# Besides the build backend, what hatchling's editable builds may ask for: the wheelhouse must hold
+# it, since the editable installs run with build isolation on and the index off.
+EDITABLE_BUILD_EXTRAS = ("editables",)
 
 
 def run(command: Sequence[str | Path], cwd: Path | None = None) -> str:
@@ -68,7 +68,20 @@ def wheelhouse(built_dists: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """Our wheels and every wheel they depend on, plus the build backend, fetched once."""
     house = tmp_path_factory.mktemp("wheelhouse")
     ours = [wheel_of(built_dists, folder) for folder in distribution_folders()]
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", house, *ours, *BUILD_BACKEND])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--wheel-dir",
+            house,
+            *ours,
+            *build_requirements(),
+            *EDITABLE_BUILD_EXTRAS,
+        ]
+    )
     return house
 
 

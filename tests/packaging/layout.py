@@ -18,6 +18,11 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest and build both depend on tomli before Python 3.11
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
+
 ROOT = Path(__file__).resolve().parents[2]
 CORE = "pyncette-core"
 # Every backend the project plans, present or not: the core must not take one of these names.
@@ -30,6 +35,15 @@ EXTEND_PATH = '__path__ = __import__("pkgutil").extend_path(__path__, __name__)'
 def distribution_folders(root: Path = ROOT) -> list[str]:
     """The distribution folders: ``pyncette-*`` folders that have a ``pyproject.toml``."""
     return sorted(path.parent.name for path in root.glob("pyncette-*/pyproject.toml"))
+
+
+def build_requirements(root: Path = ROOT) -> list[str]:
+    """The union of the ``[build-system] requires`` of every distribution folder."""
+    requirements: set[str] = set()
+    for folder in distribution_folders(root):
+        with open(root / folder / "pyproject.toml", "rb") as file:
+            requirements.update(tomllib.load(file)["build-system"]["requires"])
+    return sorted(requirements)
 
 
 def backend_name(folder: str) -> str | None:

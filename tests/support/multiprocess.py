@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -66,6 +67,7 @@ class WorkerPool:
     poll_interval: float = 0.2
     environment: Mapping[str, str] = attrs.field(factory=dict)
     processes: list[subprocess.Popen[bytes]] = attrs.field(factory=list)
+    _logs: list[Path] = attrs.field(factory=list)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -80,10 +82,13 @@ class WorkerPool:
 
     def start(self, count: int = 1) -> list[subprocess.Popen[bytes]]:
         env = {**os.environ, **self.environment, CONFIG_VARIABLE: json.dumps(self.config()), "PYTHONPATH": str(ROOT)}
-        started = [
-            subprocess.Popen([sys.executable, "-m", "tests.support.worker_app"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
-            for _ in range(count)
-        ]
+        started = []
+        for _ in range(count):
+            # stderr goes to a file: a pipe nobody reads would block a worker that logs a lot.
+            log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".stderr", dir=self.ledger, delete=False)  # noqa: SIM115
+            started.append(subprocess.Popen([sys.executable, "-m", "tests.support.worker_app"], cwd=ROOT, env=env, stderr=log))
+            self._logs.append(Path(log.name))
+            log.close()
         self.processes.extend(started)
         return started
 
@@ -98,13 +103,13 @@ class WorkerPool:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         logs = {}
-        for process in self.processes:
+        for process, log in zip(self.processes, self._logs, strict=True):
             try:
-                _, err = process.communicate(timeout=timeout)
+                process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
-                _, err = process.communicate()
-            logs[process.pid] = err.decode(errors="replace") if err else ""
+                process.wait()
+            logs[process.pid] = log.read_text(errors="replace")
         return logs
 
     def __enter__(self) -> WorkerPool:

@@ -22,7 +22,7 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self._portal_cm: Any = None
         self._portal: Any = None
-        self._listener: anyio.abc.SocketListener | None = None
+        self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._streams: set[anyio.abc.SocketStream] = set()
         self._accepting = threading.Event()
         self._accepting.set()
@@ -34,7 +34,7 @@ class TcpProxy:
         self._portal_cm = start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
         self._listener = self._portal.call(self._listen)
-        self.port = self._listener.extra(anyio.abc.SocketAttribute.local_address)[1]
+        self.port = int(self._listener.extra(anyio.abc.SocketAttribute.local_address)[1])
         self._portal.start_task_soon(self._serve)
         return self
 
@@ -42,7 +42,7 @@ class TcpProxy:
         self._portal.call(self._close)
         self._portal_cm.__exit__(*exc)
 
-    async def _listen(self) -> anyio.abc.SocketListener:
+    async def _listen(self) -> anyio.abc.Listener[anyio.abc.SocketStream]:
         return await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
 
     async def _serve(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import anyio
@@ -10,6 +11,8 @@ import attrs
 from pyncette.clock import Clock
 from pyncette.model import Completion
 from pyncette.repository import Repository
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.define(eq=False)
@@ -67,6 +70,7 @@ class CompletionBatcher:
         try:
             results = await self.repository.complete_tasks(self.clock.now(), [p.completion for p in batch])
         except Exception as exc:
+            logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch), exc)
             for pending in batch:
                 pending.error = exc
                 pending.done.set()

@@ -122,7 +122,7 @@ class MemoryRepository(Repository):
             due = [candidate] if candidate and not candidate.paused and _eligible_at(candidate) <= now else []
         else:
             due = []
-        claimed = []
+        claimed: list[ClaimedTask] = []
         while True:
             if instance is None and len(claimed) < limit:
                 state = scope.pop_due(now)

@@ -156,10 +156,10 @@ class ClaimResult:
     """Result of :meth:`Repository.claim_due`.
 
     ``more`` is true when the store may hold further due instances beyond ``limit``.
-    ``next_due`` tells the scheduler when to look at the scope again: ``None`` when no unpaused
-    instance has a ``next_run`` later than ``now``; otherwise a time later than ``now`` and no later
-    than the earliest such ``next_run`` (it may be earlier, for example a lease expiry, which only
-    costs an extra poll).
+    ``next_due`` tells the scheduler when to look at the scope again: a time later than ``now`` and
+    no later than the earliest ``next_run`` after ``now`` among unpaused instances. It may be
+    earlier than that (for example the expiry of a lease, which only costs an extra poll), and it
+    is ``None`` only when nothing in the scope can become claimable after ``now``.
     """
 
     claimed: tuple[ClaimedTask, ...]

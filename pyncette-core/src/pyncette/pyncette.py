@@ -90,6 +90,7 @@ class Pyncette:
         self._middlewares: list[Middleware] = []
         self._fixtures: list[tuple[str, FixtureFunc]] = []
         self._chain: list[Middleware] | None = None
+        self._implemented_hooks: dict[str, bool] = {}
 
     # definition
 
@@ -148,6 +149,13 @@ class Pyncette:
     def tasks(self) -> list[Task]:
         return list(self._tasks.values())
 
+    def _implemented(self, hook: str) -> bool:
+        """Whether any plugin implements ``hook``; checked once, so a per-execution hook costs nothing unused."""
+        known = self._implemented_hooks.get(hook)
+        if known is None:
+            known = self._implemented_hooks[hook] = bool(getattr(self.plugin_manager.hook, hook).get_hookimpls())
+        return known
+
     async def _call_chain(self, context: Context) -> None:
         if self._chain is None:
             contributed = [mw for result in self.plugin_manager.hook.pyncette_middlewares(app=self) for mw in result]
@@ -162,8 +170,12 @@ class Pyncette:
     ) -> AsyncIterator[PyncetteContext]:
         """Open the store, set up fixtures and register static tasks; yield the running context."""
         options = {**self.backend_options, "concurrency_limit": self.concurrency_limit, "batch_size": self.batch_size}
+        self._implemented_hooks.clear()
         async with contextlib.AsyncExitStack() as stack:
             repository = await stack.enter_async_context(self.repository_factory(**options))
+            for wrappers in self.plugin_manager.hook.pyncette_repository_wrappers(app=self):
+                for wrap in wrappers:
+                    repository = wrap(repository)
             context = PyncetteContext(self, repository, clock or SystemClock(), dict(context_items or {}))
             for name, func in self._fixtures:
                 generator = func(context) if inspect.signature(func).parameters else func()
@@ -173,11 +185,14 @@ class Pyncette:
             yield context
 
     def main(self) -> None:
-        """Run the app until SIGINT or SIGTERM: the first drains gracefully, a second exits at once."""
-        logging.basicConfig(
-            level=os.environ.get("PYNCETTE_LOG_LEVEL", "INFO").upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        """Run the app until SIGINT or SIGTERM: the first drains gracefully, a second exits at once.
+
+        Logging is configured unless the program did it already: ``PYNCETTE_LOG_LEVEL`` (INFO) and
+        ``PYNCETTE_LOG_FORMAT`` (``text`` or ``json``), see :mod:`pyncette.log_format`.
+        """
+        from pyncette.log_format import configure_logging
+
+        configure_logging()
 
         async def serve() -> None:
             lifecycle = _Lifecycle()
@@ -257,7 +272,6 @@ class PyncetteContext:
         self._starved: set[str] = set()
         self._idle = anyio.Event()
         self._idle.set()
-        self._limiter = anyio.CapacityLimiter(app.concurrency_limit)
         self._batcher = CompletionBatcher(repository, clock)
         self._spawn: Callable[[Execution], None] | None = None
         self._undecodable: set[tuple[TaskKey, str]] = set()
@@ -369,7 +383,7 @@ class PyncetteContext:
 
     async def _poll_scope(self, scope: str, now: datetime.datetime) -> None:
         task = self._scope_tasks[scope]
-        capacity = int(self._limiter.available_tokens) - (self._running - int(self._limiter.borrowed_tokens))
+        capacity = self.app.concurrency_limit - self._running
         if capacity <= 0:
             self._starved.add(scope)
             self._next_check[scope] = now + self.app.poll_interval
@@ -410,8 +424,11 @@ class PyncetteContext:
         if not task.dynamic:
             return Execution(self, task, claimed)
         state = claimed.state
-        cache_key = (state.key.instance, state.spec)
-        instance = self._instances.get(cache_key)
+        instance = self._instances.get((task.name, state.spec))
+        if instance is not None and instance.name != state.key.instance:
+            # Instances that share a definition share everything but their name, unless jitter
+            # makes their schedules differ.
+            instance = attrs.evolve(instance, name=state.key.instance) if instance.jitter is None else None
         if instance is None:
             try:
                 instance = task.from_spec(state.key.instance, json.loads(state.spec))
@@ -425,13 +442,12 @@ class PyncetteContext:
                 return None
             if len(self._instances) > 50_000:
                 self._instances.clear()
-            self._instances[cache_key] = instance
+            self._instances[(task.name, state.spec)] = instance
         return Execution(self, instance, claimed)
 
     async def _execute(self, execution: Execution) -> None:
         try:
-            async with self._limiter:
-                await execution.run()
+            await execution.run()
         except Exception:
             logger.exception("internal error while running %s", execution.task.full_name)
         finally:
@@ -604,7 +620,13 @@ class PyncetteContext:
     async def resume_task(
         self, task: Task | str, instance_name: str | None = None, *, catch_up: CatchUp | str | None = None
     ) -> None:
-        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy)."""
+        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy).
+
+        ``catch_up`` chooses the slot to continue from now: ``"latest"`` the latest missed one,
+        ``"skip"`` the next future one, ``"all"`` the first missed one. The task's own misfire
+        policy still applies when that slot is claimed (a SKIP task drops a slot older than its
+        ``misfire_grace`` whatever the resume asked for).
+        """
         key = self._key(task, instance_name)
         now = self.clock.now()
         state = await self.repository.get_task(key)

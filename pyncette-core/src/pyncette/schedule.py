@@ -19,6 +19,7 @@ import abc
 import bisect
 import calendar
 import datetime
+import difflib
 import functools
 import hashlib
 import math
@@ -167,8 +168,15 @@ def _resolve_zone(timezone: str | datetime.tzinfo) -> datetime.tzinfo:
     if isinstance(timezone, str):
         try:
             return zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
-            raise ScheduleError(f"unknown time zone {timezone!r} (expected an IANA name such as 'Europe/Dublin')") from exc
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        known = _known_zones()
+        exact = [name for name in known if name.lower() == timezone.strip().lower()]
+        if len(exact) == 1:  # "europe/dublin": the same zone everywhere, whatever the file system
+            return zoneinfo.ZoneInfo(exact[0])
+        close = difflib.get_close_matches(timezone, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else " (expected an IANA name such as 'Europe/Dublin')"
+        raise ScheduleError(f"unknown time zone {timezone!r}{hint}")
     if isinstance(timezone, datetime.tzinfo):
         pytz_name = getattr(timezone, "zone", None)
         if hasattr(timezone, "localize") and isinstance(pytz_name, str):
@@ -176,6 +184,11 @@ def _resolve_zone(timezone: str | datetime.tzinfo) -> datetime.tzinfo:
             return _resolve_zone(pytz_name)
         return timezone
     raise ScheduleError(f"timezone must be an IANA zone name or a tzinfo, not {timezone!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _known_zones() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
 
 
 def _zone_name(tz: datetime.tzinfo) -> str:
@@ -580,12 +593,15 @@ class CronSchedule(Schedule):
 
     def next_after(self, slot: datetime.datetime) -> datetime.datetime | None:
         _require_aware(slot, "slot")
-        if self._offset:
-            slot -= self._offset
-        base = self._base_next(slot if slot.tzinfo is UTC else slot.astimezone(UTC))
-        if base is None or not self._offset:
-            return base
-        return base + self._offset
+        try:
+            if self._offset:
+                slot -= self._offset
+            base = self._base_next(slot if slot.tzinfo is UTC else slot.astimezone(UTC))
+            if base is None or not self._offset:
+                return base
+            return base + self._offset
+        except OverflowError:  # the next slot would lie beyond datetime's range (year 9999)
+            return None
 
     def describe(self) -> str:
         parts = [f"cron {self.expression!r} in {_zone_name(self._tz)}"]
@@ -598,12 +614,12 @@ class CronSchedule(Schedule):
     # The slots are the real instants whose wall time matches and that the fold policy admits,
     # plus (under SHIFT) each matching non-existent wall time read with the offset before its gap.
     # The walk below visits the zone's constant-offset segments in order: inside a segment the
-    # wall clock is a bijection, so the next match there is one croniter step.
+    # wall clock is a bijection, so the next match there is one step of the cron matcher.
     def _base_next(self, after: datetime.datetime) -> datetime.datetime | None:
         transitions = self._transitions
         best: datetime.datetime | None = None
         if self._gap is DstGap.SHIFT:
-            recent = transitions.last_in(after - _TRANSITION_REACH, after)
+            recent = transitions.last_in(_earlier(after, _TRANSITION_REACH), after)
             if recent is not None and recent.after > recent.before and after < recent.at + (recent.after - recent.before):
                 best = self._shifted(recent, _naive(after) + recent.before, inclusive=False)
         cur, inclusive = after, False
@@ -655,7 +671,7 @@ class CronSchedule(Schedule):
         if self._fold is DstFold.FIRST:
             if moment == first:
                 return None
-            back = self._transitions.last_in(moment - _TRANSITION_REACH, moment)
+            back = self._transitions.last_in(_earlier(moment, _TRANSITION_REACH), moment)
             if back is not None and back.before > back.after:
                 return max(moment, back.at + (back.before - back.after)), True
             return moment, False
@@ -670,6 +686,14 @@ class CronSchedule(Schedule):
 _MAX_WALK_STEPS = 1000
 _JANUARY = datetime.datetime(2025, 1, 15, tzinfo=UTC)
 _JULY = datetime.datetime(2025, 7, 15, tzinfo=UTC)
+
+
+def _earlier(moment: datetime.datetime, delta: datetime.timedelta) -> datetime.datetime:
+    """``moment - delta``, stopping at the first representable instant."""
+    try:
+        return moment - delta
+    except OverflowError:
+        return datetime.datetime.min.replace(tzinfo=UTC)
 
 
 def _naive(moment: datetime.datetime) -> datetime.datetime:
@@ -698,7 +722,7 @@ class IntervalSchedule(Schedule):
             raise ScheduleError(f"interval must be a timedelta, not {self.interval!r}")
         if self.interval <= _NO_OFFSET:
             raise ScheduleError(f"interval must be positive, got {self.interval}")
-        _check_jitter(self.jitter, self.interval, f"interval {self.interval}")
+        _check_jitter(self.jitter, self.interval, "the interval")
         object.__setattr__(self, "_offset", jitter_offset(self.jitter_key, self.jitter))
 
     @property

@@ -51,6 +51,8 @@ def _timedelta(task: str, option: str, value: Any, *, allow_zero: bool = False) 
 def _enum(task: str, option: str, enum_type: Any, value: Any) -> Any:
     if value is None or isinstance(value, enum_type):
         return value
+    if isinstance(value, str) and value.upper() in enum_type.__members__:
+        return enum_type[value.upper()]
     try:
         return enum_type(value.lower() if isinstance(value, str) else value)
     except (ValueError, AttributeError):
@@ -193,6 +195,18 @@ class Task:
             )
         except ConfigurationError as exc:
             raise TaskDefinitionError(self.full_name, str(exc)) from None
+
+    def next_runs(self, n: int = 10, after: datetime.datetime | None = None) -> list[datetime.datetime]:
+        """The next ``n`` fire times strictly after ``after`` (default: now), in the task's zone.
+
+        DST rules and jitter apply. For an instance returned by ``get_task`` / ``list_tasks`` the
+        preview continues from its stored next run.
+        """
+        if self.compiled_schedule is None:
+            raise TaskDefinitionError(self.full_name, "a template without a schedule has no runs; preview an instance")
+        moment = after or datetime.datetime.now(datetime.timezone.utc)
+        next_slot = self.status.next_run if self.status is not None else None
+        return self.compiled_schedule.next_runs(n, moment, next_slot=next_slot)
 
     # dynamic instances
 

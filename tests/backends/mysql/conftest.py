@@ -1,7 +1,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
 import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import pymysql  # type: ignore[import-untyped]
@@ -55,3 +62,101 @@ def table_name(mysql_options: dict[str, Any]) -> Iterator[str]:
     name = f"pyncette_test_{uuid.uuid4().hex[:12]}"
     yield name
     admin_query(f"DROP TABLE IF EXISTS `{name}`")
+
+
+def _binary(*names: str) -> str | None:
+    for name in names:
+        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+        if found:
+            return found
+    return None
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _accepts_queries(port: int) -> bool:
+    try:
+        pymysql.connect(host="127.0.0.1", port=port, user="root", password="", connect_timeout=1).close()
+        return True
+    except pymysql.err.MySQLError:
+        return False
+
+
+class PrivateServer:
+    def __init__(self, server: str, datadir: Path) -> None:
+        self.server = server
+        self.datadir = datadir
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.server,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--user=root",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.datadir}/mysqld.sock",
+                f"--pid-file={self.datadir}/mysqld.pid",
+                "--innodb-buffer-pool-size=16M",
+                "--skip-log-bin",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for(lambda: _accepts_queries(self.port), "the private server to accept connections")
+
+    def crash(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
+    """A server of our own on a free port, for tests that crash it or change users and grants.
+
+    The shared server is never stopped or reconfigured: this installs a fresh data directory, so
+    it needs the server binaries (``mariadbd`` or ``mysqld``) of the machine running the shared one.
+    """
+    server = _binary("mariadbd", "mysqld")
+    installer = _binary("mariadb-install-db", "mysql_install_db")
+    if server is None or installer is None:
+        message = "no MariaDB/MySQL server binaries to start a private instance"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} (CI=true: a missing server is a failure, not a skip)")
+        pytest.skip(message)
+    datadir = tmp_path_factory.mktemp("mariadb") / "data"
+    subprocess.run(
+        [installer, "--no-defaults", f"--datadir={datadir}", "--user=root", "--auth-root-authentication-method=normal"],
+        check=True,
+        capture_output=True,
+    )
+    instance = PrivateServer(server, datadir)
+    instance.start()
+    conn = pymysql.connect(host="127.0.0.1", port=instance.port, user="root", password="", autocommit=True)
+    conn.cursor().execute("CREATE DATABASE IF NOT EXISTS pyncette")
+    conn.close()
+    try:
+        yield instance
+    finally:
+        instance.stop()

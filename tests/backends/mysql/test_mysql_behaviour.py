@@ -11,11 +11,12 @@ from typing import Any
 
 import aiomysql
 import anyio
+import pymysql  # type: ignore[import-untyped]
 import pytest
 
 from pyncette.errors import BackendError
 from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey
-from pyncette.mysql import mysql_repository
+from pyncette.mysql import MySQLRepository, mysql_repository
 from tests.backends.mysql.conftest import HOST, PORT, admin_connection
 from tests.backends.mysql.test_mysql_options import own_pool
 from tests.support.tcp_proxy import TcpProxy
@@ -218,3 +219,53 @@ async def test_concurrent_first_registrations_create_each_instance_once(mysql_op
                 group.start_soon(register, index)
     assert outcomes.count(RegisterOutcome.CREATED) == len(names)
     assert outcomes.count(RegisterOutcome.UPDATED) == 3 * len(names)
+
+
+class LoseReplies:
+    """Makes the next script containing ``marker`` fail as a dropped connection would.
+
+    ``after=True`` runs the script first (the server committed, the reply was lost);
+    ``after=False`` fails before sending it (nothing reached the server).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, marker: str, *, after: bool) -> None:
+        self.pending = 1
+        original = MySQLRepository._script
+
+        async def script(conn: Any, sql: str, args: Any = ()) -> Any:
+            if self.pending and marker in sql:
+                self.pending -= 1
+                if after:
+                    await original(conn, sql, args)
+                raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+            return await original(conn, sql, args)
+
+        monkeypatch.setattr(MySQLRepository, "_script", staticmethod(script))
+
+
+@pytest.mark.parametrize("after", [True, False], ids=["reply-lost", "request-lost"])
+async def test_lost_commit_replies_are_resolved_not_guessed(
+    mysql_options: dict[str, Any], table_name: str, monkeypatch: pytest.MonkeyPatch, after: bool
+) -> None:
+    async with mysql_repository(**mysql_options, mysql_table_name=table_name) as repository:
+        LoseReplies(monkeypatch, "INSERT INTO", after=after)
+        outcomes = await repository.register_tasks(T0, [reg("lost", f"i{i}") for i in range(4)])
+        assert outcomes == [RegisterOutcome.CREATED] * 4
+
+        LoseReplies(monkeypatch, "SET locked_by", after=after)
+        result = await repository.claim_due(T0, "lost", owner="w", lease_duration=LEASE, limit=3)
+        assert [c.state.key.instance for c in result.claimed] == ["i0", "i1", "i2"]
+        for claimed in result.claimed:
+            assert await repository.get_task(claimed.state.key) == claimed.state
+
+        LoseReplies(monkeypatch, "DELETE FROM", after=after)
+        completions = [Completion(key=c.state.key, lease=c.lease, next_run=None, data="{}") for c in result.claimed[:2]]
+        completions.append(
+            Completion(key=result.claimed[2].state.key, lease=result.claimed[2].lease, next_run=T0 + SECOND, data="{}")
+        )
+        assert await repository.complete_tasks(T0, completions) == [True, True, True]
+        assert [s.key.instance for s in (await repository.list_tasks("lost", limit=10)).states] == ["i2", "i3"]
+        state = await repository.get_task(TaskKey("lost", "i2"))
+        assert state is not None
+        assert state.locked_by is None
+        assert state.next_run == T0 + SECOND

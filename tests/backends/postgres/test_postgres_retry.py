@@ -66,6 +66,7 @@ def test_classification() -> None:
     assert classify(asyncpg.AdminShutdownError("x"), sent=True) is Failure.NOT_APPLIED
     assert classify(mid_statement_loss(), sent=True) is Failure.UNKNOWN
     assert classify(ConnectionResetError(), sent=True) is Failure.UNKNOWN
+    assert classify(asyncpg.InternalClientError("another operation is in progress"), sent=True) is Failure.UNKNOWN
     assert classify(ConnectionRefusedError(), sent=False) is Failure.NOT_APPLIED
     assert (
         classify(asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed"), sent=True) is Failure.NOT_APPLIED
@@ -139,3 +140,32 @@ async def test_completion_lost_in_flight_is_replayed_as_applied(
         assert (state.locked_by, state.next_run, state.data) == (None, T0 + LEASE, '{"n": 1}')
         # Outside a replay the same completion is refused: the lease is gone.
         assert await repository.complete_tasks(T0, [completion]) == [False]
+
+
+async def test_deletion_lost_in_flight_is_replayed_as_applied(
+    postgres_url: str, table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under AT_MOST_ONCE a once-off instance is deleted before it runs: a lost answer must not skip the run."""
+    async with postgres_repository(postgres_url=postgres_url, postgres_table_name=table_name) as repository:
+        keys = [TaskKey("s", "once"), TaskKey("s", "kept")]
+        await repository.register_tasks(T0, [Registration(key=key, spec="{}", data="{}", next_run=T0) for key in keys])
+        claimed = (await repository.claim_due(T0, "s", owner="w1", lease_duration=LEASE, limit=2)).claimed
+        leases = {c.state.key: c.lease for c in claimed}
+        original = repository._complete
+        losses = [mid_statement_loss()]
+
+        async def applied_then_lost(connection: Any, sql: str, batch: list[Completion]) -> Any:
+            rows = await original(connection, sql, batch)
+            if losses:
+                raise losses.pop()
+            return rows
+
+        monkeypatch.setattr(repository, "_complete", applied_then_lost)
+        completions = [
+            Completion(key=keys[0], lease=leases[keys[0]], next_run=None, data="{}"),
+            Completion(key=keys[1], lease=leases[keys[1]], next_run=T0 + LEASE, data="{}"),
+        ]
+        assert await repository.complete_tasks(T0, completions) == [True, True]
+        assert await repository.get_task(keys[0]) is None
+        # Outside a replay a deletion of a missing instance is not applied.
+        assert await repository.complete_tasks(T0, completions[:1]) == [False]

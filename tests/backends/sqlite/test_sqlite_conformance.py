@@ -1,4 +1,4 @@
-"""The repository conformance suite on a database file, on ``:memory:`` and on the pre-3.35 claim path."""
+"""The repository conformance suite on a database file and on ``:memory:``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from pyncette.sqlite import SqliteRepository, sqlite_repository
 from pyncette.testing.conformance import RepositoryConformance, RepositoryFactory
-from tests.backends.sqlite.conftest import direct_repository
 
 
 class TestSqliteFileConformance(RepositoryConformance):
@@ -32,11 +31,3 @@ class TestSqliteMemoryConformance(RepositoryConformance):
                 yield shared
 
             yield connect
-
-
-class TestSqliteWithoutReturningConformance(RepositoryConformance):
-    """The claim path for SQLite older than 3.35 (SELECT then UPDATE in one immediate transaction)."""
-
-    @pytest.fixture
-    def repository_factory(self, database: str, table_name: str) -> RepositoryFactory:
-        return lambda: direct_repository(database, table_name, use_returning=False)

@@ -21,13 +21,16 @@ from __future__ import annotations
 import contextlib
 import datetime
 import uuid
-from typing import Any, AsyncContextManager, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Callable
 
 import anyio
 import pytest
 
 from pyncette.model import Completion, Lease, RegisterOutcome, Registration, TaskKey, TaskState, to_micros
 from pyncette.repository import Repository
+
+if TYPE_CHECKING:
+    from pyncette import Pyncette
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2031, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
@@ -61,6 +64,11 @@ class RepositoryConformance:
     @pytest.fixture
     def scope(self) -> str:
         return f"conf-{uuid.uuid4().hex[:12]}"
+
+    async def test_application_errors_leave_the_factory_unwrapped(self, repository_factory: RepositoryFactory) -> None:
+        with pytest.raises(KeyError, match="from the application"):
+            async with repository_factory():
+                raise KeyError("from the application")
 
     # register_tasks
 
@@ -465,3 +473,139 @@ class RepositoryConformance:
         assert state.next_run.utcoffset() == datetime.timedelta(0)
         page = await repository.list_tasks(odd.task, limit=5)
         assert [s.key for s in page.states] == [odd]
+
+    # the scheduler's policies, end to end on this backend
+
+    def app(self, repository_factory: RepositoryFactory, **options: Any) -> Pyncette:
+        """An app whose store is the backend under test (no plugins are loaded)."""
+        from pyncette import Pyncette
+
+        options.setdefault("poll_interval", datetime.timedelta(hours=1))
+        return Pyncette(repository_factory=lambda **_: repository_factory(), autoload_plugins=False, **options)
+
+    async def test_policy_instances_run_at_their_slots(self, repository_factory: RepositoryFactory, scope: str) -> None:
+        from pyncette.testing import FakeClock, run_until
+
+        app = self.app(repository_factory)
+        runs: list[tuple[str, datetime.datetime]] = []
+
+        @app.dynamic_task(name=scope)
+        async def job(context: Any) -> None:
+            runs.append((context.task.name, context.scheduled_at))
+
+        clock = FakeClock(T0)
+        async with app.create(clock=clock) as ctx:
+            await ctx.schedule_tasks([(job, f"every-{i}", {"interval": (i + 1) * 10 * SECOND}) for i in range(3)])
+            await ctx.schedule_task(job, "once", execute_at=T0 + 15 * SECOND)
+            await run_until(ctx, T0 + 30 * SECOND)
+            assert await ctx.get_task(job, "once") is None
+        assert sorted(runs) == sorted(
+            [
+                ("every-0", T0 + 10 * SECOND),
+                ("every-0", T0 + 20 * SECOND),
+                ("every-0", T0 + 30 * SECOND),
+                ("every-1", T0 + 20 * SECOND),
+                ("every-2", T0 + 30 * SECOND),
+                ("once", T0 + 15 * SECOND),
+            ]
+        )
+
+    async def test_policy_retry_attempts_are_stored(self, repository_factory: RepositoryFactory, scope: str) -> None:
+        from pyncette import FailureMode
+        from pyncette.testing import FakeClock, run_until
+
+        attempts: list[int] = []
+        clock = FakeClock(T0)
+        for until in (T0 + 61 * SECOND, T0 + 70 * SECOND):
+            app = self.app(repository_factory)
+
+            @app.task(
+                name=scope,
+                interval=60 * SECOND,
+                failure_mode=FailureMode.UNLOCK,
+                max_attempts=3,
+                retry_delay=SECOND,
+                retry_backoff=1,
+            )
+            async def job(context: Any) -> None:
+                attempts.append(context.attempt)
+                raise RuntimeError("fails on purpose")
+
+            async with app.create(clock=clock) as ctx:
+                await run_until(ctx, until)
+                found = await ctx.get_task(job)
+        assert attempts == [1, 2, 3]
+        assert found is not None and found.status is not None
+        assert found.status.given_up == 1 and found.status.next_run == T0 + 120 * SECOND
+
+    async def test_policy_pause_resume_and_misfire_counts(self, repository_factory: RepositoryFactory, scope: str) -> None:
+        from pyncette.testing import FakeClock, run_until
+
+        app = self.app(repository_factory)
+        slots: list[datetime.datetime] = []
+
+        @app.dynamic_task(name=scope, catch_up="skip", misfire_grace=SECOND)
+        async def job(context: Any) -> None:
+            slots.append(context.scheduled_at)
+
+        @app.dynamic_task(name=f"{scope}-all")
+        async def paused_job(context: Any) -> None:
+            slots.append(context.scheduled_at)
+
+        clock = FakeClock(T0)
+        async with app.create(clock=clock) as ctx:
+            await ctx.schedule_task(paused_job, "a", interval=10 * SECOND)
+            await ctx.schedule_task(job, "b", interval=10 * SECOND)
+            await ctx.pause_task(paused_job, "a")
+            paused = await ctx.get_task(paused_job, "a")
+            assert paused is not None and paused.status is not None and paused.status.paused
+            clock.set(T0 + 45 * SECOND)
+            await ctx.tick()
+            b = await ctx.get_task(job, "b")
+            assert b is not None and b.status is not None and b.status.missed == 4 and b.status.next_run == T0 + 50 * SECOND
+            await ctx.resume_task(paused_job, "a", catch_up="latest")
+            await run_until(ctx, T0 + 50 * SECOND)
+        assert sorted(slots) == [T0 + 40 * SECOND, T0 + 50 * SECOND, T0 + 50 * SECOND], slots
+
+    async def test_policy_fencing_tokens_grow_with_every_run(self, repository_factory: RepositoryFactory, scope: str) -> None:
+        from pyncette.testing import FakeClock, run_until
+
+        app = self.app(repository_factory)
+        tokens: list[int] = []
+
+        @app.task(name=scope, interval=SECOND)
+        async def job(context: Any) -> None:
+            tokens.append(context.fencing_token)
+
+        async with app.create(clock=FakeClock(T0)) as ctx:
+            await run_until(ctx, T0 + 4 * SECOND)
+            await ctx.repository.unregister_task(T0, TaskKey(scope, ""))
+        assert len(tokens) == 4 and tokens == sorted(set(tokens))
+
+    async def test_policy_bulk_scheduled_instances_drain_exactly_once(
+        self, repository_factory: RepositoryFactory, scope: str
+    ) -> None:
+        from pyncette.testing import FakeClock
+
+        app = self.app(repository_factory, batch_size=50)
+        runs: list[str] = []
+
+        @app.partitioned_task(name=scope, partition_count=3)
+        async def job(context: Any) -> None:
+            runs.append(context.task.name)
+
+        async with app.create(clock=FakeClock(T0)) as ctx:
+            names = [f"n{i:03d}" for i in range(200)]
+            await ctx.schedule_tasks([(job, name, {"execute_at": T0}) for name in names])
+            listed: list[str] = []
+            token = None
+            while True:
+                page = await ctx.list_tasks(job, limit=64, continuation_token=token)
+                listed.extend(task.name for task in page.tasks)
+                token = page.continuation_token
+                if token is None:
+                    break
+            assert sorted(listed) == names
+            assert await ctx.tick() == 200
+            assert (await ctx.list_tasks(job)).tasks == []
+        assert sorted(runs) == names

@@ -71,6 +71,7 @@ ER_TABLE_EXISTS = 1050  # another process created the table first (without our G
 ER_DBACCESS_DENIED = 1044  # the user may not use mysql_database
 ER_ACCESS_DENIED = 1045  # wrong mysql_user / mysql_password
 ER_BAD_DB = 1049  # mysql_database does not exist
+ER_TABLEACCESS_DENIED = 1142  # the user may not CREATE the table: pre-create it, set mysql_skip_table_create
 ER_SERVER_SHUTDOWN = 1053  # the server is going down: the connection is lost
 ER_CONNECTION_KILLED = 1927  # MariaDB: KILL CONNECTION or the server closed the session
 ER_CLIENT_INTERACTION_TIMEOUT = 4031  # MySQL 8.0.24+: the server dropped an idle session

@@ -9,8 +9,9 @@ the same script as the ``COMMIT``. Every transaction runs at READ COMMITTED, so 
 locks and concurrent workers do not deadlock on ranges.
 
 Failures: deadlocks, lock-wait timeouts and connection errors raised before anything could have
-been written are retried with jittered back-off; a connection lost while a write or ``COMMIT`` was
-in flight is reported as :class:`~pyncette.errors.BackendError`, because its outcome is unknown.
+been written are retried with jittered back-off. When a connection drops while a claim's,
+completion's or registration's ``COMMIT`` is in flight, the retry reads the rows (waiting for the
+old transaction to end) to tell whether it landed; other writes of unknown outcome are idempotent.
 """
 
 from __future__ import annotations
@@ -140,22 +141,31 @@ def is_encrypted(conn: Any) -> bool:
 
 
 class _Attempt:
-    """Progress of one try of an operation: whether a write may have reached the server."""
+    """Progress of an operation across its tries.
+
+    ``writing``: this try sent a write or ``COMMIT`` whose outcome is unknown if the connection
+    drops. ``plan``: what that write was meant to do; an operation that sets it can tell on its
+    next try whether the lost ``COMMIT`` landed (its locking read waits for the old transaction to
+    end), so losing the reply is recoverable instead of an error of unknown outcome.
+    """
 
     def __init__(self) -> None:
         self.writing = False
+        self.plan: Any = None
 
 
-@attrs.define(eq=False)
+@attrs.define
 class _Row:
+    """The columns a registration decides on; equality compares exactly these."""
+
     spec: bytes | None
     next_run: int
     locked_until: int | None
     locked_by: bytes | None
     token: int
-    data: bytes = b""
-    created: bool = False
-    dirty: bool = False
+    data: bytes = attrs.field(default=b"", eq=False)
+    created: bool = attrs.field(default=False, eq=False)
+    dirty: bool = attrs.field(default=False, eq=False)
 
 
 class MySQLRepository(Repository):
@@ -183,8 +193,9 @@ class MySQLRepository(Repository):
     async def _run(self, operation: Callable[[Any, _Attempt], Awaitable[T]], *, idempotent: bool, what: str) -> T:
         """Run ``operation(conn, attempt)`` on a pooled connection, retrying where that is safe."""
         delay = constants.RETRY_BASE_DELAY
+        attempt = _Attempt()
         for attempt_number in range(1, constants.RETRY_ATTEMPTS + 1):
-            attempt = _Attempt()
+            attempt.writing = False
             try:
                 conn = await self._acquire()
             except Exception as exc:
@@ -196,7 +207,10 @@ class MySQLRepository(Repository):
                 try:
                     return await operation(conn, attempt)
                 except BaseException as exc:
-                    retry = await self._settle(conn, exc, idempotent or not attempt.writing)
+                    if attempt.writing and not _is_connection_error(exc):
+                        attempt.plan = None  # the server refused the write: the transaction was rolled back
+                    safe = idempotent or not attempt.writing or attempt.plan is not None
+                    retry = await self._settle(conn, exc, safe)
                     if not _is_driver_error(exc) or isinstance(exc, anyio.get_cancelled_exc_class()):
                         raise
                     error = exc
@@ -268,6 +282,12 @@ class MySQLRepository(Repository):
         )
         results = await self._script(conn, f"{_BEGIN}; {select}", key_args)
         rows = {(bytes(r[0]), bytes(r[1])): _Row(bytes(r[2]), r[3], r[4], r[5], r[6]) for r in results[-1][0]}
+        if attempt.plan is not None:
+            planned_outcomes, planned_rows = attempt.plan
+            if all(rows.get(key) == row for key, row in planned_rows.items()):
+                await self._script(conn, "COMMIT")  # the previous try committed before its reply was lost
+                return list(planned_outcomes)
+            attempt.plan = None
         outcomes = []
         for reg, key in zip(batch, keys, strict=True):
             spec = reg.spec.encode()
@@ -302,8 +322,14 @@ class MySQLRepository(Repository):
                     "WHERE task = %s AND instance = %s"
                 )
                 args.extend((row.spec, row.next_run, row.locked_until, row.locked_by, row.token, task, instance))
+        attempt.writing = len(statements) > 0
         statements.append("COMMIT")
-        attempt.writing = True
+        written = {
+            key: _Row(row.spec, row.next_run, row.locked_until, row.locked_by, row.token)
+            for key, row in rows.items()
+            if row.dirty or row.created
+        }
+        attempt.plan = (outcomes, written) if attempt.writing else None
         await self._script(conn, "; ".join(statements), args)
         return outcomes
 
@@ -352,6 +378,11 @@ class MySQLRepository(Repository):
         )
 
         async def claim(conn: Any, attempt: _Attempt) -> ClaimResult:
+            if attempt.plan is not None:
+                recovered = await self._recover_claim(conn, attempt.plan, owner_b, until_us)
+                attempt.plan = None
+                if recovered is not None:
+                    return recovered
             results = await self._script(conn, f"{_BEGIN}; {select}; {next_due_sql}", (*select_args, task_b, now_us))
             rows, ((next_due,),) = results[-2][0], results[-1][0]
             claimed = []
@@ -371,18 +402,37 @@ class MySQLRepository(Repository):
                     f"UPDATE {self._table} SET locked_by = %s, locked_until = %s, "
                     f"fencing_token = GREATEST(fencing_token + 1, %s) WHERE {condition}"
                 )
-                attempt.writing = True
-                await self._script(conn, f"{update}; COMMIT", (owner_b, until_us, now_us, *args))
-            else:
-                await self._script(conn, "COMMIT")
-            return ClaimResult(
+            result = ClaimResult(
                 claimed=tuple(claimed),
                 more=instance is None and len(claimed) >= limit,
                 next_due=None if next_due is None else from_micros(int(next_due)),
             )
+            if claimed:
+                attempt.writing = True
+                attempt.plan = result
+                await self._script(conn, f"{update}; COMMIT", (owner_b, until_us, now_us, *args))
+            else:
+                await self._script(conn, "COMMIT")
+            return result
 
-        # A claim whose COMMIT was lost only leaves rows locked until their lease expires.
         return await self._run(claim, idempotent=False, what="claim_due")
+
+    async def _recover_claim(self, conn: Any, planned: ClaimResult, owner: bytes, until_us: int) -> ClaimResult | None:
+        """The planned claims that a previous try committed before its reply was lost, or ``None``."""
+        keys = [_key(claimed.state.key) for claimed in planned.claimed]
+        condition, args = _keys_condition(keys)
+        select = (
+            f"SELECT task, instance, locked_by, locked_until, fencing_token FROM {self._table} "
+            f"FORCE INDEX (PRIMARY) WHERE {condition} FOR UPDATE"
+        )
+        rows = (await self._script(conn, f"{_BEGIN}; {select}; COMMIT", args))[-2][0]
+        stored = {(bytes(r[0]), bytes(r[1])): (None if r[2] is None else bytes(r[2]), r[3], int(r[4])) for r in rows}
+        ours = tuple(
+            claimed
+            for claimed, key in zip(planned.claimed, keys, strict=True)
+            if stored.get(key) == (owner, until_us, claimed.lease.token)
+        )
+        return attrs.evolve(planned, claimed=ours) if ours else None
 
     # complete_tasks
 
@@ -402,13 +452,19 @@ class MySQLRepository(Repository):
     async def _complete_batch(self, conn: Any, attempt: _Attempt, batch: Sequence[Completion], keys: list[_Key]) -> list[bool]:
         condition, key_args = _keys_condition(keys)
         select = (
-            f"SELECT task, instance, locked_by, fencing_token FROM {self._table} "
+            f"SELECT task, instance, locked_by, fencing_token, next_run FROM {self._table} "
             f"FORCE INDEX (PRIMARY) WHERE {condition} FOR UPDATE"
         )
         results = await self._script(conn, f"{_BEGIN}; {select}", key_args)
         holders: dict[_Key, tuple[bytes | None, int]] = {
             (bytes(r[0]), bytes(r[1])): (None if r[2] is None else bytes(r[2]), int(r[3])) for r in results[-1][0]
         }
+        if attempt.plan is not None:
+            next_runs = {(bytes(r[0]), bytes(r[1])): int(r[4]) for r in results[-1][0]}
+            if self._completed(attempt.plan, batch, keys, holders, next_runs):
+                await self._script(conn, "COMMIT")  # the previous try committed before its reply was lost
+                return list(attempt.plan)
+            attempt.plan = None
         deletes: list[_Key] = []
         updates: dict[_Key, Completion] = {}
         applied = []
@@ -437,10 +493,32 @@ class MySQLRepository(Repository):
                 "WHERE task = %s AND instance = %s"
             )
             args.extend((to_micros(completion.next_run), completion.data.encode(), task, instance))
+        attempt.writing = len(statements) > 0
         statements.append("COMMIT")
-        attempt.writing = True
+        attempt.plan = applied if attempt.writing else None
         await self._script(conn, "; ".join(statements), args)
         return applied
+
+    @staticmethod
+    def _completed(
+        planned: list[bool],
+        batch: Sequence[Completion],
+        keys: list[_Key],
+        holders: dict[_Key, tuple[bytes | None, int]],
+        next_runs: dict[_Key, int],
+    ) -> bool:
+        """Whether the rows show every planned completion applied (the transaction is all or nothing)."""
+        for completion, key, applied in zip(batch, keys, planned, strict=True):
+            if not applied:
+                continue
+            holder = holders.get(key)
+            if completion.next_run is None:
+                done = holder is None
+            else:
+                done = holder == (None, completion.lease.token) and next_runs.get(key) == to_micros(completion.next_run)
+            if not done:
+                return False
+        return True
 
     # extend_lease
 

@@ -109,7 +109,13 @@ async def ensure_schema(conn: Any, database: str, table: str, *, create: bool) -
             try:
                 await _query(conn, create_table_sql(table))
             except Exception as exc:
-                if not (getattr(exc, "args", None) and exc.args[0] == constants.ER_TABLE_EXISTS):
+                code = exc.args[0] if exc.args else None
+                if code == constants.ER_TABLEACCESS_DENIED:
+                    raise ConfigurationError(
+                        f"the MySQL user may not create table {table!r} (mysql_table_name) in database {database!r}: "
+                        "create it once with a privileged user (see docs/backends/mysql.md) and set mysql_skip_table_create"
+                    ) from exc
+                if code != constants.ER_TABLE_EXISTS:
                     raise
             comment = await _table_comment(conn, table)
             if comment is None:

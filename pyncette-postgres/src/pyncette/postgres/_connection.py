@@ -23,8 +23,16 @@ logger = logging.getLogger("pyncette.postgres")
 
 T = TypeVar("T")
 
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, asyncio.TimeoutError)
-"""What asyncpg raises for store failures (``asyncio.TimeoutError`` is not ``TimeoutError`` before 3.11)."""
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+)
+"""What asyncpg raises for store failures (``asyncio.TimeoutError`` is not ``TimeoutError`` before 3.11;
+``InternalClientError`` shows up when a connection breaks in the middle of a protocol exchange)."""
 
 MASK = "***"
 
@@ -76,13 +84,7 @@ async def create_pool(url: str, size: int, secrets: Secrets) -> Any:
     """Open an asyncpg pool and its first connection, so bad settings fail at start-up."""
     where = f"PostgreSQL at {secrets.safe_url} (option postgres_url)"
     try:
-        return await asyncpg.create_pool(
-            dsn=url,
-            min_size=1,
-            max_size=size,
-            timeout=constants.CONNECT_TIMEOUT,
-            command_timeout=constants.STATEMENT_TIMEOUT,
-        )
+        return await _open_pool(url, size)
     except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError) as exc:
         raise _config_error(f"cannot log in to {where}: {describe(exc, secrets)}", exc, secrets) from None
     except asyncpg.InvalidCatalogNameError as exc:
@@ -92,6 +94,25 @@ async def create_pool(url: str, size: int, secrets: Secrets) -> Any:
     except DRIVER_ERRORS as exc:
         error = BackendError(f"cannot connect to {where}: {describe(exc, secrets)}")
         raise error from (None if secrets.leaks(str(exc)) else exc)
+
+
+async def _open_pool(url: str, size: int) -> Any:
+    # No connection floor: asyncpg would restore it in the background, logging every failure with a
+    # traceback while the server is away. Connections open on demand; the first one opens here.
+    pool = await asyncpg.create_pool(
+        dsn=url,
+        min_size=0,
+        max_size=size,
+        timeout=constants.CONNECT_TIMEOUT,
+        command_timeout=constants.STATEMENT_TIMEOUT,
+    )
+    try:
+        async with pool.acquire():
+            pass
+    except BaseException:
+        pool.terminate()
+        raise
+    return pool
 
 
 def _config_error(message: str, cause: BaseException, secrets: Secrets) -> ConfigurationError:

@@ -138,14 +138,21 @@ class Statements:
             SELECT ord FROM deleted
             UNION ALL
             SELECT ord FROM released
+            {{replayed_deletions}}
             {notifying("released", "NULL", "$7")}
         """
-        self.complete = complete.format(replayed="")
-        # After a connection died mid-statement: a row released by this very lease to exactly this
-        # next_run and data was released by the lost attempt (only the lease holder can release it,
-        # and every later claim raises the token), so it counts as applied.
+        self.complete = complete.format(replayed="", replayed_deletions="")
+        # After a connection died mid-statement, the lost attempt may have applied. A row released
+        # by this very lease to exactly this next_run and data was released by it (only the lease
+        # holder can release a row, and every later claim raises the token). A row to delete that is
+        # gone was deleted by it, unless someone unregistered it meanwhile or it expired, was claimed
+        # again and completed by another worker, all within the retry's second: counted as applied.
         self.complete_replay = complete.format(
-            replayed="OR (t.locked_by IS NULL AND t.fencing_token = c.token AND t.next_run = c.next_run AND t.data = c.data)"
+            replayed="OR (t.locked_by IS NULL AND t.fencing_token = c.token AND t.next_run = c.next_run AND t.data = c.data)",
+            replayed_deletions=f"""
+            UNION ALL
+            SELECT c.ord FROM c
+            WHERE c.next_run IS NULL AND NOT EXISTS (SELECT FROM {t} AS t WHERE t.task = c.task AND t.instance = c.instance)""",
         )
 
         # $1 task, $2 instance, $3 owner, $4 token, $5 new locked_until
@@ -442,12 +449,15 @@ class PostgresRepository(Repository):
                                 await connection.execute("SELECT 1", timeout=constants.CONNECT_TIMEOUT)
                     finally:
                         self._set_listening(False)
-                        connection.remove_termination_listener(on_termination)
-                        if not connection.is_closed():
-                            # Shielded: this also runs when the repository closes and cancels us.
-                            with anyio.move_on_after(constants.CLOSE_TIMEOUT, shield=True), contextlib.suppress(Exception):
-                                await connection.remove_listener(self._table.channel, self._on_notification)
-            except _connection.DRIVER_ERRORS as exc:
+                        # A terminated connection has already gone back to the pool, listeners and all.
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            connection.remove_termination_listener(on_termination)
+                            if not connection.is_closed():
+                                # Shielded: this also runs when the repository closes and cancels us.
+                                with anyio.move_on_after(constants.CLOSE_TIMEOUT, shield=True), contextlib.suppress(Exception):
+                                    await connection.remove_listener(self._table.channel, self._on_notification)
+            except Exception as exc:
+                # Whatever went wrong, the listener must come back: wake-ups are otherwise silently lost.
                 delay = _connection.backoff(attempt, constants.LISTENER_MAX_DELAY)
                 logger.warning(
                     "PostgreSQL listener on %s lost its connection, reconnecting in %.2fs: %s",
@@ -459,6 +469,7 @@ class PostgresRepository(Repository):
                 await anyio.sleep(delay)
                 continue
             # The connection closed without an error being raised: reconnect at once, then back off.
+            logger.warning("PostgreSQL listener on %s lost its connection, reconnecting", self._table.channel)
             attempt += 1
 
 

@@ -43,9 +43,6 @@ SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 KEY_CHUNK = 400
 """Keys per ``instance IN (...)`` lookup: stays under the 999 host parameters of SQLite before 3.32."""
 
-RETURNING_MIN_VERSION = (3, 35, 0)
-"""First SQLite release with ``UPDATE ... RETURNING``; older libraries claim with SELECT then UPDATE."""
-
 SQLITE_BUSY = 5
 """Primary result code: another connection holds a conflicting lock on the database file."""
 

@@ -45,7 +45,6 @@ from pyncette.sqlite.constants import (
     DEFAULT_BUSY_RETRIES,
     KEY_CHUNK,
     META_TABLE_NAME,
-    RETURNING_MIN_VERSION,
     SCHEMA_VERSION,
     SQLITE_BUSY,
     SQLITE_LOCKED,
@@ -124,7 +123,7 @@ class SqliteRepository(Repository):
 
     ``connection`` is used as given; ``opener`` (None for ``:memory:`` and for a connection the
     caller owns) makes a replacement when the connection turns out to be broken, so the next
-    operation works again. ``use_returning`` selects one-statement claims (SQLite >= 3.35).
+    operation works again.
     """
 
     def __init__(
@@ -136,7 +135,6 @@ class SqliteRepository(Repository):
         opener: Opener | None = None,
         reopen: bool = True,
         owned: bool = True,
-        use_returning: bool = sqlite3.sqlite_version_info >= RETURNING_MIN_VERSION,
         busy_retries: int = DEFAULT_BUSY_RETRIES,
         backoff_initial: float = BUSY_BACKOFF_INITIAL,
         backoff_max: float = BUSY_BACKOFF_MAX,
@@ -148,7 +146,6 @@ class SqliteRepository(Repository):
         self._opened = connection is not None
         self._reopen = reopen and opener is not None
         self._owned = owned
-        self._use_returning = use_returning
         self._busy_retries = busy_retries
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -274,10 +271,20 @@ class SqliteRepository(Repository):
 
     async def prepare(self, *, create: bool) -> None:
         """Create or upgrade the schema (``create``), or only check that it is there and current."""
+        # Reading first means a worker joining a busy database needs no write lock to start.
+        if create and await self._run("schema check", self._current_version, write=False) == SCHEMA_VERSION:
+            return
         if create:
             await self._run("schema creation", self._create_schema, write=True)
         else:
             await self._run("schema check", self._check_schema, write=False)
+
+    async def _current_version(self, connection: aiosqlite.Connection) -> Any:
+        s = self.statements
+        if not await self._fetch(connection, s.table_exists, (META_TABLE_NAME,)):
+            return None
+        rows = await self._fetch(connection, s.read_version, (s.table,))
+        return rows[0][0] if rows and await self._fetch(connection, s.table_exists, (s.table,)) else None
 
     async def _create_schema(self, connection: aiosqlite.Connection) -> None:
         s = self.statements
@@ -294,6 +301,8 @@ class SqliteRepository(Repository):
             await connection.execute(s.write_version, (s.table, SCHEMA_VERSION))
             return
         self._check_version(rows[0][0])
+        # A current version whose table or index went missing (dropped by hand) is simply rebuilt.
+        await connection.execute(s.create_table)
         await connection.execute(s.create_index)
 
     async def _check_schema(self, connection: aiosqlite.Connection) -> None:
@@ -381,19 +390,12 @@ class SqliteRepository(Repository):
         now_us = to_micros(now)
         until = now + lease_duration
         s = self.statements
-        parameters = {"task": task, "now": now_us, "owner": owner, "until": to_micros(until), "limit": limit}
+        parameters: dict[str, Any] = {"task": task, "now": now_us, "limit": limit}
         if instance is not None:
             parameters["instance"] = instance
 
         async def work(connection: aiosqlite.Connection) -> ClaimResult:
-            if limit <= 0:
-                states: list[TaskState] = []
-            elif self._use_returning:
-                sql = s.claim_returning if instance is None else s.claim_instance_returning
-                states = [_state(row) for row in await self._fetch(connection, sql, parameters)]
-            else:
-                states = await self._claim_without_returning(connection, parameters, owner, now, until)
-            states.sort(key=lambda state: (state.next_run, state.key.instance))
+            states = await self._claim(connection, parameters, owner, now, until) if limit > 0 else []
             rows = await self._fetch(connection, s.next_due, (task, now_us))
             next_due = None if rows[0][0] is None else from_micros(rows[0][0])
             claimed = tuple(ClaimedTask(state=state, lease=_lease_of(state, owner, until)) for state in states)
@@ -401,7 +403,7 @@ class SqliteRepository(Repository):
 
         return await self._run("claim_due", work, write=True)
 
-    async def _claim_without_returning(
+    async def _claim(
         self,
         connection: aiosqlite.Connection,
         parameters: dict[str, Any],
@@ -409,6 +411,8 @@ class SqliteRepository(Repository):
         now: datetime.datetime,
         until: datetime.datetime,
     ) -> list[TaskState]:
+        # SELECT then UPDATE inside the immediate transaction: RETURNING would lose the lease that
+        # expired, and with it the eligibility order the claims are returned in.
         s = self.statements
         sql = s.claim_select if "instance" not in parameters else s.claim_instance_select
         rows = await self._fetch(connection, sql, parameters)

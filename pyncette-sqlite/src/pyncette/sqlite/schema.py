@@ -1,9 +1,10 @@
 """The table layout and every SQL statement of the backend, built once per validated table name.
 
 Times are integer microseconds since the Unix epoch (UTC), so they round-trip exactly and compare
-as integers. ``paused`` is 0 or 1. The partial index ``<table>_due`` on ``(task, next_run,
-locked_until) WHERE paused = 0`` serves the claim (an ordered range scan of due rows only, paused
-rows never read) and the ``next_due`` lookup (one index seek).
+as integers. ``paused`` is 0 or 1. The partial index ``<table>_due`` on ``(task, ELIGIBLE) WHERE
+paused = 0``, where ``ELIGIBLE`` is when an instance can next be claimed (``next_run``, or the end
+of a lease that outlasts it), serves the claim (an ordered range scan of exactly the claimable
+rows: paused and locked rows are never read) and the ``next_due`` lookup (one index seek).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import attrs
 
 from pyncette.errors import ConfigurationError
 from pyncette.sqlite.constants import DUE_INDEX_SUFFIX, META_TABLE_NAME, RESERVED_PREFIX, TABLE_NAME_PATTERN
+
+ELIGIBLE = "max(next_run, coalesce(locked_until, 0))"
+"""When a row can next be claimed; ``ELIGIBLE <= now`` is exactly "due and not locked" (times are >= 0)."""
 
 COLUMNS = "task, instance, spec, data, next_run, paused, locked_until, locked_by, fencing_token"
 """The columns of a :class:`~pyncette.model.TaskState`, in the order ``row_to_state`` reads them."""
@@ -44,8 +48,6 @@ class Statements:
     read_version: str
     write_version: str
     table_exists: str
-    claim_returning: str
-    claim_instance_returning: str
     claim_select: str
     claim_instance_select: str
     claim_update: str
@@ -68,8 +70,8 @@ class Statements:
         name = validate_table_name(table)
         t = f'"{name}"'
         index = f"{name}{DUE_INDEX_SUFFIX}"
-        due = "task = :task AND paused = 0 AND next_run <= :now AND (locked_until IS NULL OR locked_until <= :now)"
-        claim_set = "locked_by = :owner, locked_until = :until, fencing_token = max(fencing_token + 1, :now)"
+        # The index expression must be repeated verbatim for SQLite to use the index.
+        due = f"task = :task AND paused = 0 AND {ELIGIBLE} <= :now"
         return cls(
             table=name,
             index=index,
@@ -79,22 +81,14 @@ class Statements:
                 "next_run INTEGER NOT NULL, paused INTEGER NOT NULL DEFAULT 0, locked_until INTEGER, "
                 "locked_by TEXT, fencing_token INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (task, instance))"
             ),
-            create_index=f'CREATE INDEX IF NOT EXISTS "{index}" ON {t} (task, next_run, locked_until) WHERE paused = 0',
+            create_index=f'CREATE INDEX IF NOT EXISTS "{index}" ON {t} (task, {ELIGIBLE}) WHERE paused = 0',
             read_version=f'SELECT version FROM "{META_TABLE_NAME}" WHERE table_name = ?',
             write_version=f'INSERT OR REPLACE INTO "{META_TABLE_NAME}" (table_name, version) VALUES (?, ?)',
             table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-            claim_returning=(
-                f"UPDATE {t} SET {claim_set} WHERE rowid IN "
-                f"(SELECT rowid FROM {t} WHERE {due} ORDER BY next_run LIMIT :limit) RETURNING {COLUMNS}"
-            ),
-            claim_instance_returning=(
-                f"UPDATE {t} SET {claim_set} WHERE task = :task AND instance = :instance AND paused = 0 "
-                f"AND next_run <= :now AND (locked_until IS NULL OR locked_until <= :now) RETURNING {COLUMNS}"
-            ),
-            claim_select=f"SELECT rowid, {COLUMNS} FROM {t} WHERE {due} ORDER BY next_run LIMIT :limit",
+            claim_select=f"SELECT rowid, {COLUMNS} FROM {t} WHERE {due} ORDER BY {ELIGIBLE} LIMIT :limit",
             claim_instance_select=f"SELECT rowid, {COLUMNS} FROM {t} WHERE {due} AND instance = :instance",
             claim_update=f"UPDATE {t} SET locked_by = ?, locked_until = ?, fencing_token = ? WHERE rowid = ?",
-            next_due=f"SELECT min(next_run) FROM {t} WHERE task = ? AND paused = 0 AND next_run > ?",
+            next_due=f"SELECT min({ELIGIBLE}) FROM {t} WHERE task = ? AND paused = 0 AND {ELIGIBLE} > ?",
             existing_for_register=f"SELECT instance, locked_until FROM {t} WHERE task = ? AND instance IN ",
             insert=f"INSERT INTO {t} (task, instance, spec, data, next_run) VALUES (?, ?, ?, ?, ?)",
             # SET expressions see the row as it was before the UPDATE, so `spec = :spec` compares the stored spec.
