@@ -108,5 +108,7 @@ def test_workers_survive_cut_connections(networked_store: Store, tmp_path: Path,
         for instance, events in by_instance(workers.entries()):
             tokens = [event.token for event in events if event.event == "start"]
             assert all(t is not None for t in tokens)
-            assert all(a < b for a, b in itertools.pairwise(tokens)), f"{instance}: an older claim started after a newer one: {tokens}"
+            assert all(a < b for a, b in itertools.pairwise(tokens)), (
+                f"{instance}: an older claim started after a newer one: {tokens}"
+            )
     assert all(process_log.count("Traceback") == 0 or "BackendError" in process_log for process_log in logs.values())
