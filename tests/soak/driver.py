@@ -134,7 +134,9 @@ class _Driver:
             when: dict[str, Any] = {"execute_at": datetime.datetime.fromtimestamp(instance.execute_at, datetime.timezone.utc)}
         else:
             when = {"schedule": f"* * * * * */{instance.every}"}
-        sleep = round(self.rng.uniform(0, 1.2), 2) if not instance.steady else 0.05
+        # A run must be shorter than the period, or catching up after a kill never ends.
+        longest = 1.2 if instance.every is None else min(1.2, 0.3 * instance.every)
+        sleep = round(self.rng.uniform(0, longest), 2) if not instance.steady else 0.05
         force = changed and self.rng.random() < 0.2
         await self._call(
             "schedule",
