@@ -68,7 +68,7 @@ not_json = st.one_of(
     st.dictionaries(st.integers(), st.integers(), min_size=1, max_size=1).map(lambda d: {"nested": [d, {(1, 2): 3}]}),
 )
 RESERVED = {"schedule", "interval", "execute_at", "timezone", "catch_up", "misfire_grace", "jitter", "dst_gap", "dst_fold"}
-argument_names = st.text(alphabet=st.characters(categories=("Ll",)), min_size=1, max_size=8).filter(lambda k: k not in RESERVED)
+argument_names = st.text(alphabet=st.characters(categories=["Ll"]), min_size=1, max_size=8).filter(lambda k: k not in RESERVED)
 arguments = st.dictionaries(argument_names, st.one_of(json_values, not_json), max_size=3)
 instance_names = st.one_of(
     st.text(max_size=20),

@@ -32,10 +32,10 @@ def run(
         instance=instance,
         mode=mode,
         slot=slot,
-        token=fencing,  # type: ignore[arg-type]
+        token=fencing,
         worker=worker,
         start=begin,
-        end=finish,  # type: ignore[arg-type]
+        end=finish,
         outcome=outcome if finish is not None else None,
     )
 

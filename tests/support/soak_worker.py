@@ -75,7 +75,7 @@ def build_soak_app(config: dict[str, Any], *, worker: bool = True) -> tuple[Pync
 
     async def body(context: Context) -> None:
         run = f"{os.getpid()}-{next(ledger.runs)}"
-        context.soak_run = run  # read back by the outcome hook
+        setattr(context, "soak_run", run)  # noqa: B010 - read back by the outcome hook
         ledger.write(
             ev="start",
             run=run,
