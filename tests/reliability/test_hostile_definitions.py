@@ -2,7 +2,7 @@
 
 Every definition is either rejected at once with a :class:`~pyncette.errors.ConfigurationError`
 (``TaskDefinitionError`` naming the task) or accepted, and an accepted one never stops the loop:
-an hour of schedule runs under a controllable clock while a control task keeps its own schedule.
+two minutes of schedule run under a controllable clock while a control task keeps its own schedule.
 Where a value is certainly invalid (a non-JSON argument, an instance name of the wrong length, a
 non-positive interval, an unknown time zone), rejection is required.
 """
