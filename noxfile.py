@@ -33,7 +33,8 @@ RUFF = "ruff~=0.17.6"
 MYPY = "mypy~=2.4.1"
 CI = os.environ.get("CI", "").lower() == "true"
 # Seconds one test may take (pytest-timeout) before it fails with its stack: far above the slowest
-# test (the packaging fixtures, about a minute with a cold pip cache), far below CI's patience.
+# test (the packaging fixtures, about a minute with a cold pip cache; a multi-process drain on moto,
+# a few minutes), yet low enough that a hung test cannot stall the whole run.
 PYTEST_ENV = {"PYTEST_TIMEOUT": os.environ.get("PYTEST_TIMEOUT", "600")}
 
 nox.options.sessions = ["tests", "lint", "typecheck", "wheels"]
@@ -159,6 +160,22 @@ def typecheck(session: nox.Session) -> None:
     config = str(ROOT / "pyproject.toml")
     session.run("mypy", "--config-file", config, "--strict", "-p", "pyncette")
     session.run("mypy", "--config-file", config, "--strict", "tests/support", "tests/packaging", "noxfile.py")
+
+
+# The documentation site's tools; only the docs session installs them (mkdocstrings reads the
+# sources statically, so the distributions are not installed).
+DOCS_REQUIREMENTS = ["mkdocs~=1.6.1", "mkdocs-material~=9.8", "mkdocstrings~=1.0", "mkdocstrings-python~=2.0"]
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs.yml) with --strict: a broken link or API reference fails."""
+    session.install(*DOCS_REQUIREMENTS)
+    site = Path(session.create_tmp()) / "site"
+    args = session.posargs or ["--site-dir", str(site)]
+    session.run("mkdocs", "build", "--strict", *args, env={"NO_MKDOCS_2_WARNING": "1"})
+    if not session.posargs:
+        session.log(f"site built in {site}")
 
 
 @nox.session

@@ -96,6 +96,15 @@ def test_bad_task_names(name: str) -> None:
         make_app().task(name=name, interval=1)(noop)
 
 
+def test_enum_options_accept_member_names() -> None:
+    task = make_app().task(interval=5, failure_mode="unlock", execution_mode="AT_LEAST_ONCE", catch_up="Skip")(noop)
+    assert (task.failure_mode, task.execution_mode, task.catch_up) == (
+        FailureMode.UNLOCK,
+        ExecutionMode.AT_LEAST_ONCE,
+        CatchUp.SKIP,
+    )
+
+
 def test_fast_forward_maps_to_catch_up_latest() -> None:
     app = make_app()
     task = app.task(interval=5, fast_forward=True)(noop)

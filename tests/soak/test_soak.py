@@ -37,6 +37,5 @@ def test_soak_ledger_has_no_violations(store: Store, tmp_path: Path) -> None:
         assert result.verdict.cuts >= 2, totals
     assert result.verdict.expected_slots >= 50, "the run judged enough due slots"
     assert result.verdict.by_mode.get("at_most_once", 0) >= 30 and result.verdict.by_mode.get("at_least_once", 0) >= 30, totals
-    assert sum(result.verdict.duplicates_by_cause.values()) <= result.verdict.kills + result.verdict.cuts * 10 + 10, totals
     internal = [pid for pid, log in result.worker_logs.items() if "internal error" in log]
     assert not internal, {pid: result.worker_logs[pid][-2000:] for pid in internal}

@@ -57,6 +57,21 @@ def pyncette_middlewares(app: Any) -> Sequence[Any]:
     raise NotImplementedError
 
 
+# Repository wrappers
+
+
+@hookspec
+def pyncette_repository_wrappers(app: Any) -> Sequence[Any]:
+    """Return wrappers of ``app``'s store, to measure or trace repository operations.
+
+    A wrapper is ``wrap(repository) -> Repository``: it returns a
+    :class:`~pyncette.repository.Repository` that delegates every operation to ``repository``.
+    Each ``app.create()`` applies the wrappers once, after the store opened, in the order the hook
+    returns them (the first one is innermost); the scheduler and the management API use the result.
+    """
+    raise NotImplementedError
+
+
 # Heartbeating
 
 

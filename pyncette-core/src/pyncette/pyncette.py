@@ -164,6 +164,9 @@ class Pyncette:
         options = {**self.backend_options, "concurrency_limit": self.concurrency_limit, "batch_size": self.batch_size}
         async with contextlib.AsyncExitStack() as stack:
             repository = await stack.enter_async_context(self.repository_factory(**options))
+            for wrappers in self.plugin_manager.hook.pyncette_repository_wrappers(app=self):
+                for wrap in wrappers:
+                    repository = wrap(repository)
             context = PyncetteContext(self, repository, clock or SystemClock(), dict(context_items or {}))
             for name, func in self._fixtures:
                 generator = func(context) if inspect.signature(func).parameters else func()
@@ -173,11 +176,14 @@ class Pyncette:
             yield context
 
     def main(self) -> None:
-        """Run the app until SIGINT or SIGTERM: the first drains gracefully, a second exits at once."""
-        logging.basicConfig(
-            level=os.environ.get("PYNCETTE_LOG_LEVEL", "INFO").upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        """Run the app until SIGINT or SIGTERM: the first drains gracefully, a second exits at once.
+
+        Logging is configured unless the program did it already: ``PYNCETTE_LOG_LEVEL`` (INFO) and
+        ``PYNCETTE_LOG_FORMAT`` (``text`` or ``json``), see :mod:`pyncette.log_format`.
+        """
+        from pyncette.log_format import configure_logging
+
+        configure_logging()
 
         async def serve() -> None:
             lifecycle = _Lifecycle()

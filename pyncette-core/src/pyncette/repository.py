@@ -81,9 +81,10 @@ class Repository(abc.ABC):
         instance`` when ``instance`` is given), not paused, ``next_run <= now``, and unlocked
         (``locked_until`` is null or ``<= now``). Due instances are claimed in ascending order of
         ``next_run`` or of eligibility, ``max(next_run, locked_until)``: both conform, and they
-        differ only for an instance whose expired lease outlasted its ``next_run``; each claim sets ``locked_by = owner``, ``locked_until = now +
-        lease_duration`` and ``fencing_token = fencing_token_after(fencing_token, now)``, and is
-        returned with the state as stored after the claim and the matching lease.
+        differ only for an instance whose expired lease outlasted its ``next_run``. Each claim sets
+        ``locked_by = owner``, ``locked_until = now + lease_duration`` and ``fencing_token =
+        fencing_token_after(fencing_token, now)``, and is returned with the state as stored after
+        the claim and the matching lease.
 
         No two concurrent calls may claim the same instance. The cost must grow with the number of
         due instances, not with the number stored. See :class:`~pyncette.model.ClaimResult` for

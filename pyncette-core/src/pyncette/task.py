@@ -51,6 +51,8 @@ def _timedelta(task: str, option: str, value: Any, *, allow_zero: bool = False) 
 def _enum(task: str, option: str, enum_type: Any, value: Any) -> Any:
     if value is None or isinstance(value, enum_type):
         return value
+    if isinstance(value, str) and value.upper() in enum_type.__members__:
+        return enum_type[value.upper()]
     try:
         return enum_type(value.lower() if isinstance(value, str) else value)
     except (ValueError, AttributeError):

@@ -27,10 +27,17 @@ DUMMY_ENVIRONMENT = {
 
 
 class MotoServer:
-    """A moto DynamoDB server in a subprocess, on its own free loopback port."""
+    """A moto DynamoDB server in a subprocess, on its own free loopback port.
+
+    While it runs, this process's environment carries the dummy credentials of
+    :data:`DUMMY_ENVIRONMENT` (restored by :meth:`stop`), so that clients made here, such as a
+    multi-process test seeding instances, sign their requests without ever reading real ones.
+    """
 
     def __init__(self, environment: dict[str, str] | None = None) -> None:
-        env = {**os.environ, **DUMMY_ENVIRONMENT, **(environment or {})}
+        self._saved = {name: os.environ.get(name) for name in DUMMY_ENVIRONMENT}
+        os.environ.update(DUMMY_ENVIRONMENT)
+        env = {**os.environ, **(environment or {})}
         self.process = subprocess.Popen(
             [sys.executable, str(SERVER_SCRIPT), "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
         )
@@ -46,6 +53,11 @@ class MotoServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def start_moto(environment: dict[str, str] | None = None) -> MotoServer:

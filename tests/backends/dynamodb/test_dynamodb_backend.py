@@ -14,12 +14,13 @@ from typing import Any, AsyncIterator
 import anyio
 import pytest
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 from pyncette.dynamodb import constants as c
 from pyncette.dynamodb import dynamodb_repository, table_definition
 from pyncette.dynamodb.plugin import pyncette_backends
 from pyncette.errors import BackendError, ConfigurationError, SchemaVersionError
-from pyncette.model import Completion, Registration, TaskKey
+from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey
 from tests.backends.dynamodb.conftest import DUMMY_ENVIRONMENT, REGION, MotoServer, start_moto
 from tests.support.tcp_proxy import TcpProxy
 
@@ -171,6 +172,7 @@ async def test_table_is_created_with_the_documented_definition(dynamodb_options:
         pass
     async with raw_client(moto_endpoint) as client:
         table = (await client.describe_table(TableName=table_name))["Table"]
+        ttl = await client.describe_time_to_live(TableName=table_name)
         meta = await client.get_item(
             TableName=table_name, Key={c.ATTR_PK: {"S": c.META_PARTITION_KEY}, c.ATTR_SK: {"S": c.META_SORT_KEY}}
         )
@@ -185,6 +187,7 @@ async def test_table_is_created_with_the_documented_definition(dynamodb_options:
         {"ProjectionType": "KEYS_ONLY"},
     )
     assert meta["Item"][c.ATTR_SCHEMA_VERSION] == {"N": str(c.SCHEMA_VERSION)}
+    assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": c.ATTR_EXPIRES}
 
 
 async def test_concurrent_first_starts_all_succeed(dynamodb_options: dict[str, Any]) -> None:
@@ -228,6 +231,9 @@ async def test_table_with_another_layout_is_refused(dynamodb_options: dict[str, 
     with pytest.raises(SchemaVersionError, match="dynamodb_table_name"):
         async with dynamodb_repository(**dynamodb_options):
             pytest.fail("must not start")
+    async with raw_client(moto_endpoint) as client:
+        ttl = await client.describe_time_to_live(TableName=dynamodb_options["dynamodb_table_name"])
+    assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "DISABLED", "a foreign table is left untouched"
 
 
 async def test_newer_schema_version_is_refused(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
@@ -329,6 +335,17 @@ async def test_extend_keeps_a_later_next_run_in_the_index(dynamodb_options: dict
         assert len((await repository.claim_due(later, "s", owner="w2", lease_duration=LEASE, limit=1)).claimed) == 1
 
 
+async def test_next_due_after_claiming_everything_is_the_lease_expiry(dynamodb_options: dict[str, Any]) -> None:
+    async with dynamodb_repository(**dynamodb_options) as repository:
+        await repository.register_tasks(T0, [reg("s", "a"), reg("s", "b"), reg("t", "")])
+        assert (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=10)).next_due == T0 + LEASE
+        single = await repository.claim_due(T0, "t", owner="w", lease_duration=LEASE, limit=1, instance="")
+        assert single.next_due == T0 + LEASE
+        assert (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=10)).next_due == T0 + LEASE
+        await repository.unregister_task(T0, TaskKey("t", ""))
+        assert (await repository.claim_due(T0, "t", owner="w", lease_duration=LEASE, limit=10)).next_due is None
+
+
 # Batching
 
 
@@ -347,7 +364,7 @@ async def test_batches_are_issued_concurrently(dynamodb_options: dict[str, Any],
             assert len(result.claimed) == 15
             assert result.more
             assert [c.state.key.instance for c in result.claimed] == [f"i{i:02d}" for i in range(19, 4, -1)]
-            assert counting.calls == {"query": 2, "update_item": 15}  # candidates, then next_due past the window
+            assert counting.calls == {"query": 2, "update_item": 15}  # due candidates; next_due, alongside the claims
             assert counting.max_in_flight["update_item"] > 1
 
             counting.reset()
@@ -361,7 +378,29 @@ async def test_batches_are_issued_concurrently(dynamodb_options: dict[str, Any],
             assert len(result.claimed) == 5
             assert not result.more
             assert result.next_due == T0 + SECOND
-            assert counting.calls == {"query": 1, "update_item": 5}  # the window ended on a future item
+            assert counting.calls == {"query": 2, "update_item": 5}
+
+
+async def test_a_poll_reads_only_due_items_however_many_are_stored(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client:
+        counting = CountingClient(client)
+        async with dynamodb_repository(**options, dynamodb_client=counting) as repository:
+            future = [reg("s", f"f{i:03d}", next_run=T0 + (i + 1) * SECOND) for i in range(300)]
+            await repository.register_tasks(T0, [*future, *(reg("s", f"d{i}", next_run=T0 - SECOND) for i in range(5))])
+            scanned: list[int] = []
+            query = counting.__getattr__("query")
+
+            async def counting_query(**kwargs: Any) -> Any:
+                response = await query(**kwargs)
+                scanned.append(response["ScannedCount"])
+                return response
+
+            counting.query = counting_query  # type: ignore[method-assign]
+            result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=100)
+        assert len(result.claimed) == 5
+        assert result.next_due == T0 + SECOND
+        assert sorted(scanned) == [1, 5]  # the five due items, then the first future one, of 305 stored
 
 
 async def test_a_claim_reads_on_when_other_workers_win_the_first_candidates(
@@ -387,6 +426,138 @@ async def test_a_claim_reads_on_when_other_workers_win_the_first_candidates(
         assert [c.state.key.instance for c in result.claimed] == [f"i{i:02d}" for i in range(3, 13)]
         assert result.more
         assert counting.calls["query"] >= 2
+
+
+# Retries
+
+
+class ThrottlingClient(CountingClient):
+    """Answers the first ``failures`` calls of ``operation`` with a throttling error."""
+
+    def __init__(self, client: Any, operation: str, failures: int) -> None:
+        super().__init__(client)
+        self.operation = operation
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        forward = super().__getattr__(name)
+        if name != self.operation:
+            return forward
+
+        async def call(**kwargs: Any) -> Any:
+            if self.failures > 0:
+                self.failures -= 1
+                self.calls[name] += 1
+                error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, name)
+            return await forward(**kwargs)
+
+        return call
+
+
+async def test_throttling_is_retried_with_backoff(dynamodb_options: dict[str, Any], moto_endpoint: str) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client:
+        throttled = ThrottlingClient(client, "get_item", failures=0)
+        async with dynamodb_repository(**options, dynamodb_client=throttled) as repository:
+            await repository.register_tasks(T0, [reg("s", "a")])
+            throttled.failures, throttled.calls["get_item"] = c.RETRY_ATTEMPTS - 1, 0
+            assert await repository.get_task(TaskKey("s", "a")) is not None
+            assert throttled.calls["get_item"] == c.RETRY_ATTEMPTS
+
+            throttled.failures = c.RETRY_ATTEMPTS
+            with pytest.raises(BackendError, match="ProvisionedThroughputExceededException") as raised:
+                await repository.get_task(TaskKey("s", "a"))
+            assert isinstance(raised.value.__cause__, ClientError)
+
+
+class LosingResponsesClient(CountingClient):
+    """Applies the next call of each operation in ``lose``, then drops its response as a cut connection would."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.lose: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        forward = super().__getattr__(name)
+
+        async def call(**kwargs: Any) -> Any:
+            response = await forward(**kwargs)
+            if name in self.lose:
+                self.lose.discard(name)
+                raise ConnectionClosedError(endpoint_url="http://127.0.0.1")
+            return response
+
+        return call
+
+
+async def test_writes_whose_response_was_lost_are_recognised_on_retry(
+    dynamodb_options: dict[str, Any], moto_endpoint: str
+) -> None:
+    options = {k: v for k, v in dynamodb_options.items() if k != "dynamodb_endpoint"}
+    async with raw_client(moto_endpoint) as client:
+        losing = LosingResponsesClient(client)
+        async with dynamodb_repository(**options, dynamodb_client=losing) as repository:
+            losing.lose = {"put_item"}
+            assert await repository.register_tasks(T0, [reg("s", "once"), reg("s", "again")]) == [RegisterOutcome.CREATED] * 2
+
+            losing.lose = {"update_item"}
+            result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1, instance="once")
+            (claimed,) = result.claimed
+            assert claimed.lease.owner == "w"
+
+            losing.lose = {"update_item"}
+            assert await repository.complete_tasks(
+                T0, [Completion(key=claimed.state.key, lease=claimed.lease, next_run=None, data="{}")]
+            ) == [True]
+            assert await repository.get_task(claimed.state.key) is None
+
+            (again,) = (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed
+            losing.lose = {"update_item"}
+            done = Completion(key=again.state.key, lease=again.lease, next_run=T0 + SECOND, data='{"n": 1}')
+            assert await repository.complete_tasks(T0, [done]) == [True]
+            state = await repository.get_task(again.state.key)
+            assert state is not None
+            assert (state.locked_by, state.next_run, state.data) == (None, T0 + SECOND, '{"n": 1}')
+            # A second, separate completion with the same lease is not a retry: it does not apply.
+            assert await repository.complete_tasks(T0, [done]) == [False]
+
+
+async def test_a_completed_once_off_instance_leaves_an_invisible_expiring_tombstone(
+    dynamodb_options: dict[str, Any], moto_endpoint: str
+) -> None:
+    key = TaskKey("s", "once")
+    async with raw_client(moto_endpoint) as client, dynamodb_repository(**dynamodb_options) as repository:
+        await repository.register_tasks(T0, [reg("s", "once")])
+        (claimed,) = (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed
+        assert await repository.complete_tasks(T0, [Completion(key=key, lease=claimed.lease, next_run=None, data="{}")]) == [True]
+        raw_key = {c.ATTR_PK: {"S": "pyncette#s"}, c.ATTR_SK: {"S": "#once"}}
+        stored = (await client.get_item(TableName=dynamodb_options["dynamodb_table_name"], Key=raw_key))["Item"]
+        assert stored[c.ATTR_GONE] == {"BOOL": True}
+        assert stored[c.ATTR_EXPIRES] == {"N": str(int((T0 + c.TOMBSTONE_LIFETIME).timestamp()))}
+        assert c.ATTR_READY not in stored
+        assert c.ATTR_SPEC not in stored
+
+        assert await repository.get_task(key) is None
+        assert (await repository.list_tasks("s", limit=10)).states == ()
+        assert (await repository.claim_due(T0 + LEASE, "s", owner="w", lease_duration=LEASE, limit=5)).claimed == ()
+        assert await repository.set_paused(T0, key, True) is False
+        assert await repository.extend_lease(T0, key, claimed.lease, LEASE) is None
+        assert await repository.complete_tasks(T0, [Completion(key=key, lease=claimed.lease, next_run=None, data="{}")]) == [
+            False
+        ]
+        assert await repository.unregister_task(T0, key) is False
+
+        await repository.register_tasks(T0, [reg("s", "again")])
+        (claimed,) = (await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed
+        assert await repository.complete_tasks(
+            T0, [Completion(key=claimed.state.key, lease=claimed.lease, next_run=None, data="{}")]
+        ) == [True]
+        assert await repository.register_tasks(T0, [reg("s", "again")]) == [RegisterOutcome.CREATED]
+        state = await repository.get_task(claimed.state.key)
+        assert state is not None
+        assert (state.locked_by, state.fencing_token) == (None, 0)
+        assert await repository.unregister_task(T0, claimed.state.key) is True
 
 
 # Faults

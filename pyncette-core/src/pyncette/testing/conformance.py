@@ -21,13 +21,16 @@ from __future__ import annotations
 import contextlib
 import datetime
 import uuid
-from typing import Any, AsyncContextManager, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Callable
 
 import anyio
 import pytest
 
 from pyncette.model import Completion, Lease, RegisterOutcome, Registration, TaskKey, TaskState, to_micros
 from pyncette.repository import Repository
+
+if TYPE_CHECKING:
+    from pyncette import Pyncette
 
 UTC = datetime.timezone.utc
 T0 = datetime.datetime(2031, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
@@ -473,8 +476,8 @@ class RepositoryConformance:
 
     # the scheduler's policies, end to end on this backend
 
-    def app(self, repository_factory: RepositoryFactory, **options: Any) -> Any:
-        """A memory-free app whose store is the backend under test (no plugins are loaded)."""
+    def app(self, repository_factory: RepositoryFactory, **options: Any) -> Pyncette:
+        """An app whose store is the backend under test (no plugins are loaded)."""
         from pyncette import Pyncette
 
         options.setdefault("poll_interval", datetime.timedelta(hours=1))
@@ -532,7 +535,8 @@ class RepositoryConformance:
                 await run_until(ctx, until)
                 found = await ctx.get_task(job)
         assert attempts == [1, 2, 3]
-        assert found is not None and found.status.given_up == 1 and found.status.next_run == T0 + 120 * SECOND
+        assert found is not None and found.status is not None
+        assert found.status.given_up == 1 and found.status.next_run == T0 + 120 * SECOND
 
     async def test_policy_pause_resume_and_misfire_counts(self, repository_factory: RepositoryFactory, scope: str) -> None:
         from pyncette.testing import FakeClock, run_until
@@ -554,11 +558,11 @@ class RepositoryConformance:
             await ctx.schedule_task(job, "b", interval=10 * SECOND)
             await ctx.pause_task(paused_job, "a")
             paused = await ctx.get_task(paused_job, "a")
-            assert paused is not None and paused.status.paused
+            assert paused is not None and paused.status is not None and paused.status.paused
             clock.set(T0 + 45 * SECOND)
             await ctx.tick()
             b = await ctx.get_task(job, "b")
-            assert b is not None and b.status.missed == 4 and b.status.next_run == T0 + 50 * SECOND
+            assert b is not None and b.status is not None and b.status.missed == 4 and b.status.next_run == T0 + 50 * SECOND
             await ctx.resume_task(paused_job, "a", catch_up="latest")
             await run_until(ctx, T0 + 50 * SECOND)
         assert sorted(slots) == [T0 + 40 * SECOND, T0 + 50 * SECOND, T0 + 50 * SECOND], slots

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 
 DEFAULT_TABLE_NAME = "pyncette"
@@ -39,8 +40,16 @@ ATTR_LOCKED_BY = "lb"
 """Lease owner; absent when unlocked."""
 ATTR_TOKEN = "ft"
 """Fencing token; claims compare-and-swap on it."""
-ATTR_VERSION = "ver"
-"""Incremented by every write, so read-modify-write operations can compare-and-swap the whole item."""
+ATTR_WRITE_ID = "wid"
+"""Random id stamped by every write. It versions the item (read-modify-write operations compare-and-swap
+on it; ids never repeat, so there is no ABA), and a retried request that finds its own id knows its first
+attempt applied."""
+ATTR_GONE = "gone"
+"""Marks the tombstone of a once-off instance whose completion is decided; invisible to every operation."""
+ATTR_EXPIRES = "ttl"
+"""The table's TTL attribute (epoch seconds), set on tombstones only; DynamoDB deletes them for free."""
+TOMBSTONE_LIFETIME = datetime.timedelta(days=1)
+"""Far longer than any retry of the completion that wrote the tombstone, which is all it is kept for."""
 ATTR_PAUSED = "psd"
 ATTR_SPEC = "spec"
 ATTR_DATA = "dat"
@@ -55,10 +64,30 @@ ATTR_SCHEMA_VERSION = "schema_version"
 SCHEMA_VERSION = 1
 """Layout version written on table creation; a backend refuses a table that records a newer one."""
 
-RETRY_MODE = "standard"
-"""botocore's standard mode: jittered exponential back-off on throttling, 5xx and connection errors."""
-RETRY_ATTEMPTS = 4
-"""Total attempts per request; afterwards BackendError, and the scheduler retries on its next poll."""
+BOTOCORE_RETRY = {"mode": "standard", "total_max_attempts": 1}
+"""botocore's own retries are off: its standard mode shares a retry quota per client, which one dropped
+connection pool (a hundred requests in flight) empties at once, so the next failures go unretried."""
+RETRY_ATTEMPTS = 6
+"""Attempts per request on throttling, 5xx and connection errors, then BackendError and the scheduler's next poll.
+
+Every request this backend sends is safe to repeat: reads and deletes are idempotent, and writes are
+conditional, so a repeat of an applied write fails its condition instead of applying twice."""
+RETRY_BASE_DELAY = 0.05
+"""Seconds; back-off before attempt n+1 is uniform in [0, min(RETRY_MAX_DELAY, base * 2**n)] (full jitter)."""
+RETRY_MAX_DELAY = 2.0
+"""Seconds; caps a single back-off, so a request gives up within a few seconds rather than outlive a lease."""
+THROTTLING_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    }
+)
+"""Error codes DynamoDB documents as retryable (capacity, request rate, transient server faults)."""
 CONNECT_TIMEOUT = 5.0
 """Seconds; a dead endpoint should fail a request quickly rather than hold a worker."""
 READ_TIMEOUT = 30.0

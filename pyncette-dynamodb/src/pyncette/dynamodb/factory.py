@@ -77,7 +77,7 @@ async def dynamodb_repository(
         if client is None:
             pool = max(c.MIN_POOL_CONNECTIONS, concurrency_limit or 0, batch_size or 0)
             config = AioConfig(
-                retries={"mode": c.RETRY_MODE, "total_max_attempts": c.RETRY_ATTEMPTS},
+                retries=dict(c.BOTOCORE_RETRY),
                 connect_timeout=c.CONNECT_TIMEOUT,
                 read_timeout=c.READ_TIMEOUT,
                 max_pool_connections=min(pool, c.MAX_POOL_CONNECTIONS),

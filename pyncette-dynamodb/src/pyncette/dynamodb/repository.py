@@ -4,7 +4,7 @@ One item per instance, keyed by (``<prefix>#<scope>``, ``#<instance>``). A spars
 index keyed by (scope, eligible time) lists the unpaused instances of a scope in the order they
 become claimable, so a claim reads only due items. Every state change is a conditional write: hot
 paths (claim, complete, extend) condition on the lease fields directly; rarer read-modify-write
-paths (register an existing instance, pause) compare-and-swap on a version attribute. A lost
+paths (register an existing instance, pause) compare-and-swap on the write id. A lost
 condition means another worker won; it is never retried as an error.
 """
 
@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import logging
+import random
+import secrets
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import anyio
 import attrs
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from pyncette.dynamodb import constants as c
 from pyncette.errors import BackendError, ConfigurationError
@@ -36,6 +40,8 @@ from pyncette.model import (
     to_micros,
 )
 from pyncette.repository import Repository
+
+logger = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 T = TypeVar("T")
@@ -69,6 +75,26 @@ def _eligible_at(state: TaskState) -> int:
 
 def _at(micros: int | None) -> datetime.datetime | None:
     return None if micros is None else from_micros(micros)
+
+
+def _live(item: Item | None) -> bool:
+    """Whether ``item`` is a stored instance (not absent, not the tombstone of a completed once-off run)."""
+    return item is not None and bool(item) and c.ATTR_GONE not in item
+
+
+def _write_id() -> str:
+    return secrets.token_hex(8)
+
+
+def _earliest(next_due: int | None, won: list[TaskState], claim: _Claim) -> int | None:
+    """``next_due`` from the index, or the expiry of the leases just taken if earlier.
+
+    The index query ran alongside the claims and may not have seen them; their leases are instances
+    that become claimable again after ``now``.
+    """
+    if not won:
+        return next_due
+    return claim.until_us if next_due is None else min(next_due, claim.until_us)
 
 
 def _n(value: int) -> dict[str, str]:
@@ -108,6 +134,34 @@ async def _concurrently(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
     if errors:
         raise errors[0]
     return results
+
+
+def is_transient(exc: Exception) -> bool:
+    """Whether ``exc`` is worth retrying: throttling, a server fault, a dropped or refused connection."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return exc.response.get("Error", {}).get("Code") in c.THROTTLING_ERRORS or int(status) >= 500
+    return isinstance(exc, (BotoConnectionError, HTTPClientError, OSError, asyncio.TimeoutError))
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (from 0): exponential, full jitter."""
+    return random.uniform(0, min(c.RETRY_MAX_DELAY, c.RETRY_BASE_DELAY * 2**attempt))
+
+
+async def send(client: Any, action: str, **kwargs: Any) -> Item:
+    """Call ``client.<action>(**kwargs)``, retrying transient failures with back-off; raise the driver's error otherwise."""
+    for attempt in range(c.RETRY_ATTEMPTS - 1):
+        try:
+            response: Item = await getattr(client, action)(**kwargs)
+            return response
+        except (ClientError, BotoCoreError, OSError, asyncio.TimeoutError) as exc:
+            if not is_transient(exc):
+                raise
+            logger.debug("DynamoDB %s failed (%s), retrying", action, type(exc).__name__)
+        await anyio.sleep(backoff(attempt))
+    last: Item = await getattr(client, action)(**kwargs)
+    return last
 
 
 def translate_error(exc: Exception, action: str, table: str) -> Exception:
@@ -158,7 +212,7 @@ class DynamoDBRepository(Repository):
     def _key(self, key: TaskKey) -> Item:
         return {c.ATTR_PK: _s(self._pk(key.task)), c.ATTR_SK: _s(c.INSTANCE_PREFIX + key.instance)}
 
-    def _encode(self, state: TaskState, version: int) -> Item:
+    def _encode(self, state: TaskState, write_id: str) -> Item:
         item = self._key(state.key)
         item.update(
             {
@@ -168,7 +222,7 @@ class DynamoDBRepository(Repository):
                 c.ATTR_DUE: _n(_eligible_at(state)),
                 c.ATTR_PAUSED: {"BOOL": state.paused},
                 c.ATTR_TOKEN: _n(state.fencing_token),
-                c.ATTR_VERSION: _n(version),
+                c.ATTR_WRITE_ID: _s(write_id),
             }
         )
         if not state.paused:
@@ -198,12 +252,10 @@ class DynamoDBRepository(Repository):
     # Requests
 
     async def _call(self, action: str, **kwargs: Any) -> Item:
-        """Issue one request; lost conditions raise :class:`_ConditionFailed`, other errors pyncette errors."""
-        method = getattr(self._client, action)
+        """Issue one request (see :func:`send`); a lost condition raises :class:`_ConditionFailed`."""
         try:
             async with self._limiter:
-                response: Item = await method(TableName=self._table, **kwargs)
-                return response
+                return await send(self._client, action, TableName=self._table, **kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise _ConditionFailed(exc.response.get("Item")) from None
@@ -214,7 +266,7 @@ class DynamoDBRepository(Repository):
     async def _get_item(self, key: Item) -> Item | None:
         response = await self._call("get_item", Key=key, ConsistentRead=True)
         item: Item | None = response.get("Item")
-        return item
+        return item if _live(item) else None
 
     async def _put_if(self, item: Item, condition: str, names: dict[str, str], values: Item | None = None) -> Item | None:
         """Put ``item`` if ``condition`` holds; return None when applied, else the stored item (or {} if none)."""
@@ -229,21 +281,34 @@ class DynamoDBRepository(Repository):
                 **kwargs,
             )
         except _ConditionFailed as lost:
+            if lost.item and lost.item.get(c.ATTR_WRITE_ID) == item[c.ATTR_WRITE_ID]:
+                return None  # our own put, applied by an attempt whose response was lost
             return lost.item or {}
         return None
 
-    async def _update_if(self, key: Item, update: str, condition: str, names: dict[str, str], values: Item) -> Item:
-        """Apply ``update`` if ``condition`` holds and return the new item; raise _ConditionFailed otherwise."""
-        response = await self._call(
-            "update_item",
-            Key=key,
-            UpdateExpression=update,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
+    async def _update_if(
+        self, key: Item, sets: str, condition: str, names: dict[str, str], values: Item, *, remove: str = ""
+    ) -> Item:
+        """``SET sets [REMOVE remove]`` if ``condition`` holds; return the new item, else raise _ConditionFailed.
+
+        Every update also stamps a fresh write id.
+        """
+        write_id = _write_id()
+        try:
+            response = await self._call(
+                "update_item",
+                Key=key,
+                UpdateExpression=f"SET {sets}, #wid = :wid{f' REMOVE {remove}' if remove else ''}",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={**names, "#wid": c.ATTR_WRITE_ID},
+                ExpressionAttributeValues={**values, ":wid": _s(write_id)},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except _ConditionFailed as lost:
+            if lost.item and lost.item.get(c.ATTR_WRITE_ID) == _s(write_id):
+                return lost.item  # our own update, applied by an attempt whose response was lost
+            raise
         attributes: Item = response["Attributes"]
         return attributes
 
@@ -253,16 +318,20 @@ class DynamoDBRepository(Repository):
         return await _concurrently([functools.partial(self._register, now, reg) for reg in registrations])
 
     async def _register(self, now: datetime.datetime, reg: Registration) -> RegisterOutcome:
-        created = self._encode(TaskState(key=reg.key, spec=reg.spec, data=reg.data, next_run=reg.next_run), 1)
+        created = TaskState(key=reg.key, spec=reg.spec, data=reg.data, next_run=reg.next_run)
         stored_item: Item | None = {}  # {}: not known to exist, so try to create it
         for _ in range(c.MAX_CAS_ATTEMPTS):
-            if not stored_item:
-                stored_item = await self._put_if(created, "attribute_not_exists(#pk)", {"#pk": c.ATTR_PK})
+            if stored_item is None or not _live(stored_item):
+                stored_item = await self._put_if(
+                    self._encode(created, _write_id()),
+                    "attribute_not_exists(#pk) OR attribute_exists(#gone)",
+                    {"#pk": c.ATTR_PK, "#gone": c.ATTR_GONE},
+                )
                 if stored_item is None:
                     return RegisterOutcome.CREATED
-                if not stored_item:
+                if not stored_item:  # a server that does not return the item with a failed condition
                     stored_item = await self._get_item(self._key(reg.key)) or {}
-                    continue
+                continue
             stored = self._decode(stored_item)
             if stored.is_locked(now) and not reg.force:
                 return RegisterOutcome.LOCKED
@@ -279,14 +348,12 @@ class DynamoDBRepository(Repository):
 
     async def _replace(self, stored_item: Item, state: TaskState) -> Item | None:
         """Compare-and-swap ``stored_item`` for ``state``; None when applied, else what is stored now ({} if gone)."""
-        version = int(stored_item[c.ATTR_VERSION]["N"])
-        return await self._put_if(
-            self._encode(state, version + 1), "#ver = :ver", {"#ver": c.ATTR_VERSION}, {":ver": _n(version)}
-        )
+        item = self._encode(state, _write_id())
+        return await self._put_if(item, "#wid = :wid", {"#wid": c.ATTR_WRITE_ID}, {":wid": stored_item[c.ATTR_WRITE_ID]})
 
     async def unregister_task(self, now: datetime.datetime, key: TaskKey) -> bool:
         response = await self._call("delete_item", Key=self._key(key), ReturnValues="ALL_OLD")
-        return bool(response.get("Attributes"))
+        return _live(response.get("Attributes"))
 
     # claim_due
 
@@ -303,49 +370,49 @@ class DynamoDBRepository(Repository):
         now_us = to_micros(now)
         claim = _Claim(owner=owner, now_us=now_us, until_us=to_micros(now + lease_duration))
         pk = self._pk(task)
-        if instance is not None:
-            state = await self._claim_one(self._key(TaskKey(task, instance)), claim)
-            claimed = [state] if state is not None else []
-            return ClaimResult(claimed=self._claimed(claimed, claim), next_due=_at(await self._next_due(pk, now_us)))
-
-        won: list[TaskState] = []
         next_due: int | None = None
+
+        async def fetch_next_due() -> TaskState | None:
+            # Runs alongside the claims, which only move items to later due times (see _earliest).
+            nonlocal next_due
+            next_due = await self._next_due(pk, now_us)
+            return None
+
+        if instance is not None:
+            key = self._key(TaskKey(task, instance))
+            calls: list[Callable[[], Awaitable[TaskState | None]]] = [functools.partial(self._claim_one, key, claim)]
+            states = await _concurrently([*calls, fetch_next_due])
+            won = [state for state in states if state is not None]
+            return ClaimResult(claimed=self._claimed(won, claim), next_due=_at(_earliest(next_due, won, claim)))
+
+        won = []
         start_key: Item | None = None
-        more = read_all = False
-        for _ in range(c.CLAIM_ROUNDS):
+        more = False
+        for round_ in range(c.CLAIM_ROUNDS):
             need = limit - len(won)
             kwargs: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
             response = await self._call(
                 "query",
                 IndexName=c.INDEX_NAME,
-                KeyConditionExpression="#rdy = :pk",
-                ExpressionAttributeNames={"#rdy": c.ATTR_READY},
-                ExpressionAttributeValues={":pk": _s(pk)},
+                KeyConditionExpression="#rdy = :pk AND #due <= :now",
+                ExpressionAttributeNames={"#rdy": c.ATTR_READY, "#due": c.ATTR_DUE},
+                ExpressionAttributeValues={":pk": _s(pk), ":now": _n(now_us)},
                 ScanIndexForward=True,
                 Limit=need + 1,
                 **kwargs,
             )
-            read_all = "LastEvaluatedKey" not in response
-            candidates = []
-            for item in response.get("Items", []):
-                due = int(item[c.ATTR_DUE]["N"])
-                if due > now_us:
-                    next_due = due
-                    break
-                candidates.append(item)
+            candidates = response.get("Items", [])
             more = len(candidates) > need
             candidates = candidates[:need]
             keys = [{c.ATTR_PK: item[c.ATTR_PK], c.ATTR_SK: item[c.ATTR_SK]} for item in candidates]
-            states = await _concurrently([functools.partial(self._claim_one, key, claim) for key in keys])
+            calls = [functools.partial(self._claim_one, key, claim) for key in keys]
+            states = await _concurrently([*calls, fetch_next_due] if round_ == 0 else calls)
             won.extend(state for state in states if state is not None)
             if not more or len(won) >= limit:
                 break
             # Other workers won some candidates: read on past this window rather than return short.
             start_key = candidates[-1]
-        if next_due is None and not read_all:
-            # The window ended on due items: look past them for the earliest future one.
-            next_due = await self._next_due(pk, now_us)
-        return ClaimResult(claimed=self._claimed(won, claim), more=more, next_due=_at(next_due))
+        return ClaimResult(claimed=self._claimed(won, claim), more=more, next_due=_at(_earliest(next_due, won, claim)))
 
     @staticmethod
     def _claimed(states: list[TaskState], claim: _Claim) -> tuple[ClaimedTask, ...]:
@@ -376,25 +443,19 @@ class DynamoDBRepository(Repository):
             "#lb": c.ATTR_LOCKED_BY,
             "#due": c.ATTR_DUE,
             "#ft": c.ATTR_TOKEN,
-            "#ver": c.ATTR_VERSION,
         }
         eligible = "attribute_exists(#rdy) AND #nr <= :now AND (attribute_not_exists(#lu) OR #lu <= :now)"
-        update = "SET #lb = :owner, #lu = :until, #due = :until, #ft = :token ADD #ver :one"
-        values = {
-            ":now": _n(claim.now_us),
-            ":until": _n(claim.until_us),
-            ":owner": _s(claim.owner),
-            ":one": _n(1),
-        }
+        sets = "#lb = :owner, #lu = :until, #due = :until, #ft = :token"
+        values = {":now": _n(claim.now_us), ":until": _n(claim.until_us), ":owner": _s(claim.owner)}
         # Tokens are normally the clock in microseconds; only when the stored token is already at or
         # past it (claims within one microsecond, a skewed clock) does a second round need the stored value.
         token = claim.now_us
         condition = f"{eligible} AND #ft < :token"
         for _ in range(2):
             try:
-                item = await self._update_if(key, update, condition, names, {**values, ":token": _n(token)})
+                item = await self._update_if(key, sets, condition, names, {**values, ":token": _n(token)})
             except _ConditionFailed as lost:
-                if not lost.item:
+                if lost.item is None or not _live(lost.item):
                     return None
                 stored = self._decode(lost.item)
                 if stored.paused or stored.is_locked(from_micros(claim.now_us)) or to_micros(stored.next_run) > claim.now_us:
@@ -409,40 +470,28 @@ class DynamoDBRepository(Repository):
     # complete / extend
 
     async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
-        return await _concurrently([functools.partial(self._complete, done) for done in completions])
+        return await _concurrently([functools.partial(self._complete, now, done) for done in completions])
 
-    async def _complete(self, done: Completion) -> bool:
-        names = {"#lb": c.ATTR_LOCKED_BY, "#ft": c.ATTR_TOKEN}
+    async def _complete(self, now: datetime.datetime, done: Completion) -> bool:
+        names = {"#lb": c.ATTR_LOCKED_BY, "#ft": c.ATTR_TOKEN, "#lu": c.ATTR_LOCKED_UNTIL, "#due": c.ATTR_DUE}
         holds = "#lb = :owner AND #ft = :token"
-        values = {":owner": _s(done.lease.owner), ":token": _n(done.lease.token)}
-        if done.next_run is None:
-            try:
-                await self._call(
-                    "delete_item",
-                    Key=self._key(done.key),
-                    ConditionExpression=holds,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
-            except _ConditionFailed:
-                return False
-            return True
-        next_run = to_micros(done.next_run)
+        values: Item = {":owner": _s(done.lease.owner), ":token": _n(done.lease.token)}
+        if done.next_run is not None:
+            sets = "#nr = :nr, #due = :nr, #dat = :data"
+            names.update({"#nr": c.ATTR_NEXT_RUN, "#dat": c.ATTR_DATA})
+            values.update({":nr": _n(to_micros(done.next_run)), ":data": _s(done.data)})
+            remove = "#lb, #lu"
+        else:
+            # A delete could not tell, on a retry, its own applied attempt from another worker's
+            # delete; a tombstone keeps the write id, and the table's TTL removes it later.
+            sets = "#gone = :gone, #ttl = :ttl"
+            names.update({"#gone": c.ATTR_GONE, "#ttl": c.ATTR_EXPIRES, "#rdy": c.ATTR_READY})
+            names.update({"#spec": c.ATTR_SPEC, "#dat": c.ATTR_DATA})
+            expires = to_micros(now + c.TOMBSTONE_LIFETIME) // 1_000_000
+            values.update({":gone": {"BOOL": True}, ":ttl": _n(expires)})
+            remove = "#rdy, #due, #lb, #lu, #spec, #dat"
         try:
-            await self._update_if(
-                self._key(done.key),
-                "SET #nr = :nr, #due = :nr, #dat = :data REMOVE #lb, #lu ADD #ver :one",
-                holds,
-                {
-                    **names,
-                    "#nr": c.ATTR_NEXT_RUN,
-                    "#due": c.ATTR_DUE,
-                    "#dat": c.ATTR_DATA,
-                    "#lu": c.ATTR_LOCKED_UNTIL,
-                    "#ver": c.ATTR_VERSION,
-                },
-                {**values, ":nr": _n(next_run), ":data": _s(done.data), ":one": _n(1)},
-            )
+            await self._update_if(self._key(done.key), sets, holds, names, values, remove=remove)
         except _ConditionFailed:
             return False
         return True
@@ -457,25 +506,20 @@ class DynamoDBRepository(Repository):
             "#lu": c.ATTR_LOCKED_UNTIL,
             "#due": c.ATTR_DUE,
             "#nr": c.ATTR_NEXT_RUN,
-            "#ver": c.ATTR_VERSION,
         }
-        values = {":owner": _s(lease.owner), ":token": _n(lease.token), ":until": _n(to_micros(until)), ":one": _n(1)}
+        values = {":owner": _s(lease.owner), ":token": _n(lease.token), ":until": _n(to_micros(until))}
         holds = "#lb = :owner AND #ft = :token"
         try:
             # The index key must stay max(next_run, locked_until); next_run is normally in the past.
-            await self._update_if(
-                self._key(key), "SET #lu = :until, #due = :until ADD #ver :one", f"{holds} AND #nr <= :until", names, values
-            )
+            await self._update_if(self._key(key), "#lu = :until, #due = :until", f"{holds} AND #nr <= :until", names, values)
         except _ConditionFailed as lost:
-            if not lost.item:
+            if lost.item is None or not _live(lost.item):
                 return None
             stored = self._decode(lost.item)
             if stored.locked_by != lease.owner or stored.fencing_token != lease.token:
                 return None
             try:
-                await self._update_if(
-                    self._key(key), "SET #lu = :until, #due = #nr ADD #ver :one", f"{holds} AND #nr > :until", names, values
-                )
+                await self._update_if(self._key(key), "#lu = :until, #due = #nr", f"{holds} AND #nr > :until", names, values)
             except _ConditionFailed:
                 return None
         return attrs.evolve(lease, locked_until=until)
@@ -505,7 +549,7 @@ class DynamoDBRepository(Repository):
                 Limit=limit + 1 - len(items),
                 **kwargs,
             )
-            items.extend(response.get("Items", []))
+            items.extend(item for item in response.get("Items", []) if _live(item))
             start_key = response.get("LastEvaluatedKey")
             if not start_key:
                 break
@@ -519,7 +563,7 @@ class DynamoDBRepository(Repository):
     ) -> bool:
         stored_item = await self._get_item(self._key(key))
         for _ in range(c.MAX_CAS_ATTEMPTS):
-            if not stored_item:
+            if stored_item is None or not _live(stored_item):
                 return False
             stored = self._decode(stored_item)
             updated = attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run)

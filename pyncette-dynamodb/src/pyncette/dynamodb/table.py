@@ -10,7 +10,7 @@ import anyio
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pyncette.dynamodb import constants as c
-from pyncette.dynamodb.repository import translate_error
+from pyncette.dynamodb.repository import send, translate_error
 from pyncette.errors import BackendError, ConfigurationError, SchemaVersionError
 
 logger = logging.getLogger(__name__)
@@ -45,17 +45,20 @@ def table_definition(table_name: str) -> dict[str, Any]:
     }
 
 
+TTL_SPECIFICATION = {"Enabled": True, "AttributeName": c.ATTR_EXPIRES}
+"""The ``UpdateTimeToLive`` specification: DynamoDB deletes expired tombstones of completed once-off runs."""
+
+
 async def _request(client: Any, action: str, table_name: str, **kwargs: Any) -> dict[str, Any]:
     try:
-        response: dict[str, Any] = await getattr(client, action)(**kwargs)
-        return response
+        return await send(client, action, **kwargs)
     except (BotoCoreError, ClientError, OSError, asyncio.TimeoutError) as exc:
         raise translate_error(exc, action, table_name) from exc
 
 
 async def _describe(client: Any, table_name: str) -> dict[str, Any] | None:
     try:
-        response = await client.describe_table(TableName=table_name)
+        response = await send(client, "describe_table", TableName=table_name)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return None
@@ -112,7 +115,7 @@ async def ensure_table(client: Any, table_name: str, *, create: bool) -> None:
                 "is set; create it as docs/backends/dynamodb.md shows, or let the backend create it"
             )
         try:
-            await client.create_table(**table_definition(table_name))
+            await send(client, "create_table", **table_definition(table_name))
             logger.info("created DynamoDB table %r", table_name)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
@@ -123,6 +126,22 @@ async def ensure_table(client: Any, table_name: str, *, create: bool) -> None:
         table = await _wait_active(client, table_name)
     _check_layout(table, table_name)
     await _check_version(client, table_name, create=create)
+    if create:
+        await _enable_ttl(client, table_name)
+
+
+async def _enable_ttl(client: Any, table_name: str) -> None:
+    response = await _request(client, "describe_time_to_live", table_name, TableName=table_name)
+    if response.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        return
+    try:
+        await send(client, "update_time_to_live", TableName=table_name, TimeToLiveSpecification=TTL_SPECIFICATION)
+    except ClientError as exc:
+        # Another worker enabled it in between (DynamoDB refuses to enable it twice).
+        if exc.response.get("Error", {}).get("Code") != "ValidationException":
+            raise translate_error(exc, "update_time_to_live", table_name) from exc
+    except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
+        raise translate_error(exc, "update_time_to_live", table_name) from exc
 
 
 async def _check_version(client: Any, table_name: str, *, create: bool) -> None:
@@ -132,7 +151,9 @@ async def _check_version(client: Any, table_name: str, *, create: bool) -> None:
     if item is None:
         if create:
             try:
-                await client.put_item(
+                await send(
+                    client,
+                    "put_item",
                     TableName=table_name,
                     Item={**key, c.ATTR_SCHEMA_VERSION: {"N": str(c.SCHEMA_VERSION)}},
                     ConditionExpression="attribute_not_exists(#pk)",

@@ -58,5 +58,11 @@ RETRY_BASE_DELAY = 0.05
 RETRY_MAX_DELAY = 1.0
 """Cap of one retry delay: a longer outage is the scheduler's next poll's business."""
 
+SUBSCRIBER_READ_TIMEOUT = 0.25
+"""Seconds the wake-up subscriber waits for a message before checking whether it should stop."""
+
+SUBSCRIBER_STOP_GRACE = 2.0
+"""Seconds a closing repository waits for its subscriber, beyond one read, before giving up on it."""
+
 SUBSCRIBER_MAX_DELAY = 5.0
 """Cap of the wake-up subscriber's reconnect delay; polling covers wake-ups missed meanwhile."""

@@ -138,6 +138,7 @@ class RedisRepository(Repository):
         self._callback: WakeupCallback | None = None
         self._subscriber: asyncio.Task[None] | None = None
         self._subscriptions = 0
+        self._stopping = asyncio.Event()
         self._subscription_changed = asyncio.Event()
 
     # Keys
@@ -233,12 +234,25 @@ class RedisRepository(Repository):
             await pipe.execute()
 
     async def close(self) -> None:
-        """Stop the wake-up subscriber (the client is closed by whoever made it)."""
+        """Stop the wake-up subscriber (the client is closed by whoever made it).
+
+        The subscriber is asked to stop and does so at its next read timeout. Cancelling it
+        inside redis-py's pub/sub read was seen to leave the task waiting forever, so
+        cancellation is only the fallback, and a subscriber that ignores it is abandoned
+        rather than hanging the app's shutdown.
+        """
+        self._stopping.set()
         task, self._subscriber = self._subscriber, None
-        if task is not None:
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=constants.SUBSCRIBER_READ_TIMEOUT + constants.SUBSCRIBER_STOP_GRACE)
+        if not done:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            done, _ = await asyncio.wait({task}, timeout=constants.SUBSCRIBER_STOP_GRACE)
+        if not done:
+            logger.warning("redis wake-up subscriber of %s did not stop; abandoning it", self.namespace)
+        elif not task.cancelled() and task.exception() is not None:
+            logger.warning("redis wake-up subscriber of %s failed: %r", self.namespace, task.exception())
 
     # Wake-ups
 
@@ -268,11 +282,12 @@ class RedisRepository(Repository):
 
     async def _subscribe(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
-                async for message in pubsub.listen():
+                while not self._stopping.is_set():
+                    message = await pubsub.get_message(timeout=constants.SUBSCRIBER_READ_TIMEOUT)
                     kind = _text(message.get("type", b"")) if message else ""
                     if kind == "message":
                         self._deliver(message["data"])
@@ -280,15 +295,16 @@ class RedisRepository(Repository):
                         self._subscriptions += 1
                         self._subscription_changed.set()
                         failures = 0
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
+                if self._stopping.is_set():
+                    return
                 failures += 1
                 delay = random.uniform(0, min(constants.SUBSCRIBER_MAX_DELAY, constants.RETRY_BASE_DELAY * 2**failures))
                 logger.warning(
                     "redis wake-up subscription lost (%s), resubscribing in %.3fs", self._error("subscribe", exc), delay
                 )
-                await asyncio.sleep(delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
