@@ -60,6 +60,7 @@ class _Instance:
     every: int | None
     execute_at: float | None = None
     version: int = 0
+    sleep: float = 0.05
     paused: bool = False
     steady: bool = False
 
@@ -134,14 +135,11 @@ class _Driver:
             when: dict[str, Any] = {"execute_at": datetime.datetime.fromtimestamp(instance.execute_at, datetime.timezone.utc)}
         else:
             when = {"schedule": f"* * * * * */{instance.every}"}
-        # A run must be shorter than the period, or catching up after a kill never ends.
-        longest = 1.2 if instance.every is None else min(1.2, 0.3 * instance.every)
-        sleep = round(self.rng.uniform(0, longest), 2) if not instance.steady else 0.05
         force = changed and self.rng.random() < 0.2
         await self._call(
             "schedule",
             instance,
-            context.schedule_task(template, instance.name, force=force, version=instance.version, sleep=sleep, **when),
+            context.schedule_task(template, instance.name, force=force, version=instance.version, sleep=instance.sleep, **when),
             every=instance.every,
             execute_at=instance.execute_at,
             changed=changed,
@@ -175,8 +173,15 @@ class _Driver:
         mode = mode or self.rng.choice((AT_LEAST_ONCE, AT_MOST_ONCE))
         if once:
             due = time.time() + self.rng.uniform(0.3, 4.0)
-            return _Instance(name=f"o{self.counter:05d}", mode=mode, every=None, execute_at=round(due, 3))
-        return _Instance(name=f"r{self.counter:05d}", mode=mode, every=self.rng.choice(EVERY), steady=steady)
+            return _Instance(name=f"o{self.counter:05d}", mode=mode, every=None, execute_at=round(due, 3), sleep=self.sleep(None))
+        every = self.rng.choice(EVERY)
+        return _Instance(
+            name=f"r{self.counter:05d}", mode=mode, every=every, steady=steady, sleep=0.05 if steady else self.sleep(every)
+        )
+
+    def sleep(self, every: int | None) -> float:
+        """How long a run sleeps: shorter than the period, or catching up after a kill never ends."""
+        return round(self.rng.uniform(0, 1.2 if every is None else min(1.2, 0.3 * every)), 2)
 
     async def step(self, context: Any, templates: Mapping[str, Any]) -> None:
         """One random change of the dynamic instances."""
@@ -191,7 +196,8 @@ class _Driver:
                 self.instances[instance.name] = instance
         elif action == "update" and recurring:
             instance = self.rng.choice(recurring)
-            updated = attrs.evolve(instance, version=instance.version + 1, every=self.rng.choice(EVERY))
+            every = self.rng.choice(EVERY)
+            updated = attrs.evolve(instance, version=instance.version + 1, every=every, sleep=self.sleep(every))
             if await self._call_schedule(context, templates, updated, changed=True):
                 self.instances[instance.name] = attrs.evolve(updated, paused=instance.paused)
         elif action == "same":
