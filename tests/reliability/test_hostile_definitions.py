@@ -28,7 +28,7 @@ UTC = datetime.timezone.utc
 START = datetime.datetime(2030, 1, 1, tzinfo=UTC)
 SPAN = datetime.timedelta(minutes=2)
 CONTROL_RUNS = 12  # the control task runs every 10 seconds for SPAN
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 cron_fields = st.one_of(
     st.sampled_from(["*", "*/5", "0", "59", "60", "1-5", "5-1", "mon-fri", "L", "W", "?", "*/0", "1,2,3", "#", "-", "jan", "99"]),
