@@ -183,25 +183,33 @@ class Execution:
         self._started = time.monotonic()
         interval = None
         if lease is not None:
-            interval = self._hooks.pyncette_heartbeat_interval(task=self.task, lease_duration=self.task.template.lease_duration)
+            if self.app_context.app._implemented("pyncette_heartbeat_interval"):
+                interval = self._hooks.pyncette_heartbeat_interval(
+                    task=self.task, lease_duration=self.task.template.lease_duration
+                )
             if interval is None:
                 interval = self.task.template.heartbeat_interval
         self._lost = False
         error: Exception | None = None
-        async with anyio.create_task_group() as group:
+        if not interval:
+            try:
+                await self.app_context.app._call_chain(context)
+            except Exception as exc:
+                error = exc
+        else:
+            async with anyio.create_task_group() as group:
 
-            async def body() -> None:
-                nonlocal error
-                try:
-                    await self.app_context.app._call_chain(context)
-                except Exception as exc:
-                    error = exc
-                finally:
-                    group.cancel_scope.cancel()
+                async def body() -> None:
+                    nonlocal error
+                    try:
+                        await self.app_context.app._call_chain(context)
+                    except Exception as exc:
+                        error = exc
+                    finally:
+                        group.cancel_scope.cancel()
 
-            if interval:
                 group.start_soon(self._heartbeat_loop, interval, group.cancel_scope)
-            group.start_soon(body)
+                group.start_soon(body)
         if error is not None:
             logger.error("task %s (scheduled at %s) failed", self.task.full_name, slot.isoformat(), exc_info=error)
             if lease is None:
@@ -275,7 +283,7 @@ class Execution:
         return True
 
     def _report(self, outcome: str) -> None:
-        if self._context is None:
+        if self._context is None or not self.app_context.app._implemented("pyncette_on_execution_finished"):
             return
         duration = datetime.timedelta(seconds=time.monotonic() - self._started)
         self._hooks.pyncette_on_execution_finished(context=self._context, outcome=outcome, duration=duration)

@@ -90,6 +90,7 @@ class Pyncette:
         self._middlewares: list[Middleware] = []
         self._fixtures: list[tuple[str, FixtureFunc]] = []
         self._chain: list[Middleware] | None = None
+        self._implemented_hooks: dict[str, bool] = {}
 
     # definition
 
@@ -148,6 +149,13 @@ class Pyncette:
     def tasks(self) -> list[Task]:
         return list(self._tasks.values())
 
+    def _implemented(self, hook: str) -> bool:
+        """Whether any plugin implements ``hook``; checked once, so a per-execution hook costs nothing unused."""
+        known = self._implemented_hooks.get(hook)
+        if known is None:
+            known = self._implemented_hooks[hook] = bool(getattr(self.plugin_manager.hook, hook).get_hookimpls())
+        return known
+
     async def _call_chain(self, context: Context) -> None:
         if self._chain is None:
             contributed = [mw for result in self.plugin_manager.hook.pyncette_middlewares(app=self) for mw in result]
@@ -162,6 +170,7 @@ class Pyncette:
     ) -> AsyncIterator[PyncetteContext]:
         """Open the store, set up fixtures and register static tasks; yield the running context."""
         options = {**self.backend_options, "concurrency_limit": self.concurrency_limit, "batch_size": self.batch_size}
+        self._implemented_hooks.clear()
         async with contextlib.AsyncExitStack() as stack:
             repository = await stack.enter_async_context(self.repository_factory(**options))
             for wrappers in self.plugin_manager.hook.pyncette_repository_wrappers(app=self):
@@ -263,7 +272,6 @@ class PyncetteContext:
         self._starved: set[str] = set()
         self._idle = anyio.Event()
         self._idle.set()
-        self._limiter = anyio.CapacityLimiter(app.concurrency_limit)
         self._batcher = CompletionBatcher(repository, clock)
         self._spawn: Callable[[Execution], None] | None = None
         self._undecodable: set[tuple[TaskKey, str]] = set()
@@ -375,7 +383,7 @@ class PyncetteContext:
 
     async def _poll_scope(self, scope: str, now: datetime.datetime) -> None:
         task = self._scope_tasks[scope]
-        capacity = int(self._limiter.available_tokens) - (self._running - int(self._limiter.borrowed_tokens))
+        capacity = self.app.concurrency_limit - self._running
         if capacity <= 0:
             self._starved.add(scope)
             self._next_check[scope] = now + self.app.poll_interval
@@ -416,8 +424,11 @@ class PyncetteContext:
         if not task.dynamic:
             return Execution(self, task, claimed)
         state = claimed.state
-        cache_key = (state.key.instance, state.spec)
-        instance = self._instances.get(cache_key)
+        instance = self._instances.get((task.name, state.spec))
+        if instance is not None and instance.name != state.key.instance:
+            # Instances that share a definition share everything but their name, unless jitter
+            # makes their schedules differ.
+            instance = attrs.evolve(instance, name=state.key.instance) if instance.jitter is None else None
         if instance is None:
             try:
                 instance = task.from_spec(state.key.instance, json.loads(state.spec))
@@ -431,13 +442,12 @@ class PyncetteContext:
                 return None
             if len(self._instances) > 50_000:
                 self._instances.clear()
-            self._instances[cache_key] = instance
+            self._instances[(task.name, state.spec)] = instance
         return Execution(self, instance, claimed)
 
     async def _execute(self, execution: Execution) -> None:
         try:
-            async with self._limiter:
-                await execution.run()
+            await execution.run()
         except Exception:
             logger.exception("internal error while running %s", execution.task.full_name)
         finally:

@@ -8,48 +8,19 @@ and carry on, losing nothing that was committed or due.
 from __future__ import annotations
 
 import collections
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-import attrs
 import pytest
 
-from tests.support.multiprocess import ROOT, WorkerPool, wait_for
-from tests.support.worker_app import CONFIG_VARIABLE
+from tests.support.multiprocess import WorkerPool, wait_for
 
 pytestmark = pytest.mark.multiprocess
 
 OUTAGE = 1.5
 """Seconds the outside writer holds the lock: several busy timeouts and retry budgets of the workers."""
-
-
-@attrs.define(eq=False)
-class _FileLoggedPool(WorkerPool):
-    """Workers whose stderr goes to files: an outage makes them log more than a pipe buffer holds,
-    and WorkerPool reads its pipes only in stop(), so a chatty worker would block on write."""
-
-    def start(self, count: int = 1) -> list[subprocess.Popen[bytes]]:
-        env = {**os.environ, **self.environment, CONFIG_VARIABLE: json.dumps(self.config()), "PYTHONPATH": str(ROOT)}
-        started = []
-        for _ in range(count):
-            with open(self.ledger / f"stderr-{len(self.processes)}.txt", "wb") as stderr:
-                command = [sys.executable, "-m", "tests.support.worker_app"]
-                started.append(subprocess.Popen(command, cwd=ROOT, env=env, stderr=stderr))
-            self.processes.append(started[-1])
-        return started
-
-    def stop(self, timeout: float = 30) -> dict[int, str]:
-        super().stop(timeout)
-        return {
-            process.pid: (self.ledger / f"stderr-{index}.txt").read_text(errors="replace")
-            for index, process in enumerate(self.processes)
-        }
 
 
 def _more_than(workers: WorkerPool, done: int) -> Callable[[], bool]:
@@ -58,7 +29,7 @@ def _more_than(workers: WorkerPool, done: int) -> Callable[[], bool]:
 
 def _pool(tmp_path: Path, mode: str, **options: object) -> WorkerPool:
     database = str(tmp_path / "shared.db")
-    return _FileLoggedPool("sqlite", {"sqlite_database": database, **options}, tmp_path / "ledger", mode=mode, lease=5)
+    return WorkerPool("sqlite", {"sqlite_database": database, **options}, tmp_path / "ledger", mode=mode, lease=5)
 
 
 @pytest.mark.parametrize("mode", ["at_most_once", "at_least_once"])
