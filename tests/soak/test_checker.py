@@ -107,10 +107,25 @@ def test_slots_within_grace_of_a_change_pause_or_stop_are_not_expected() -> None
         scheduled(at=T0 + 50, every=5),
         stop(T0 + 70),
     ]
-    verdict = check([], events, grace=GRACE)
+    later = [run(T0 + 8), run(T0 + 48)]  # completed: the unrun slots before them were passed over
+    verdict = check(later, events, grace=GRACE)
     missing = sorted(float(v.detail.split()[1]) for v in verdict.violations)
     # [T0, T0+10) every 2 minus grace, [T0+30, T0+50) every 2 minus grace, [T0+50, T0+70) every 5 minus grace
     assert missing == [*every_slot(T0, T0 + 5), *every_slot(T0 + 30, T0 + 45), *every_slot(T0 + 50, T0 + 65, 5)]
+
+
+def test_a_backlog_still_pending_when_the_instance_changes_is_dropped_by_the_change_and_counted() -> None:
+    events = [scheduled(), scheduled(at=T0 + 20, every=5), stop(T0 + 40)]
+    done = [run(s) for s in every_slot(T0, T0 + 4)] + [run(s) for s in every_slot(T0 + 20, T0 + 35, 5)]
+    verdict = check(done, events, grace=GRACE)
+    assert verdict.ok, verdict.violations
+    assert verdict.pending_at_change == len(every_slot(T0 + 4, T0 + 15)) == 5
+
+
+def test_a_slot_passed_over_before_a_change_is_missing() -> None:
+    events = [scheduled(), scheduled(at=T0 + 20, every=5), stop(T0 + 40)]
+    done = [run(s) for s in every_slot(T0, T0 + 16) if s != T0 + 6] + [run(s) for s in every_slot(T0 + 20, T0 + 35, 5)]
+    assert kinds(check(done, events, grace=GRACE)) == ["missing"]
 
 
 def test_a_same_definition_reschedule_keeps_the_window_and_a_locked_one_changes_nothing() -> None:
