@@ -1,0 +1,343 @@
+"""The soak driver: worker processes, a stream of schedule changes, SIGKILLs and cut connections.
+
+:func:`run_soak` starts ``workers`` processes of :mod:`tests.support.soak_worker` on one store
+(through a :class:`~tests.support.tcp_proxy.TcpProxy` when the store is networked), then for the
+active part of ``duration`` keeps creating, updating, re-registering, pausing, resuming and
+unscheduling dynamic instances of both execution modes, kills a random worker with SIGKILL and
+starts a new one, and cuts every store connection. The last ``grace`` seconds are quiet, so that
+every slot that came due during the faults has time to run. Every action goes to the driver log
+(:class:`~tests.soak.checker.DriverEvent`) with the time it was issued and the time it returned;
+the workers' ledger and that log are then judged by :func:`tests.soak.checker.check`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import anyio
+import attrs
+
+from pyncette.errors import TaskLockedException
+from tests.soak.checker import AT_LEAST_ONCE, AT_MOST_ONCE, DriverEvent, Run, Verdict, check
+from tests.support.multiprocess import ROOT, wait_for
+from tests.support.soak_worker import CONFIG_VARIABLE, DYNAMIC_ALO, DYNAMIC_AMO, STATIC_ALO, build_soak_app
+from tests.support.tcp_proxy import TcpProxy
+
+LEASE = 3.0
+"""Lease of every task: short, so that a killed worker's slot is re-run within the grace period."""
+GRACE = 12.0
+"""How long a due AT_LEAST_ONCE slot may wait despite kills and cuts (lease, restart, back-off)."""
+EVERY = (1, 2, 3, 5)
+"""Recurring instances run on ``* * * * * */N`` (every N seconds) cron schedules, N dividing 60 so slots are epoch multiples."""
+STEADY = 4
+"""Recurring instances per mode that are never changed, only re-registered with the same definition."""
+
+
+@attrs.define(kw_only=True)
+class SoakResult:
+    verdict: Verdict
+    runs: list[Run]
+    events: list[DriverEvent]
+    worker_logs: dict[int, str]
+
+    def totals(self) -> dict[str, object]:
+        return self.verdict.totals()
+
+
+@attrs.define(kw_only=True)
+class _Instance:
+    name: str
+    mode: str
+    every: int | None
+    execute_at: float | None = None
+    version: int = 0
+    sleep: float = 0.05
+    paused: bool = False
+    steady: bool = False
+
+    @property
+    def full_name(self) -> str:
+        return f"{DYNAMIC_ALO if self.mode == AT_LEAST_ONCE else DYNAMIC_AMO}/{self.name}"
+
+
+@attrs.define(eq=False)
+class _Driver:
+    backend: str
+    options: Mapping[str, Any]
+    worker_options: Mapping[str, Any]
+    workdir: Path
+    environment: Mapping[str, str]
+    proxy: TcpProxy | None
+    rng: random.Random
+    events: list[DriverEvent] = attrs.field(factory=list)
+    processes: list[subprocess.Popen[bytes]] = attrs.field(factory=list)
+    logs: dict[int, Path] = attrs.field(factory=dict)
+    instances: dict[str, _Instance] = attrs.field(factory=dict)
+    counter: int = 0
+
+    @property
+    def ledger(self) -> Path:
+        return self.workdir / "ledger"
+
+    # workers
+
+    def start_worker(self) -> None:
+        config = {"backend": self.backend, "options": dict(self.worker_options), "ledger": str(self.ledger), "lease": LEASE}
+        env = {**os.environ, **self.environment, CONFIG_VARIABLE: json.dumps(config), "PYTHONPATH": str(ROOT)}
+        log = self.workdir / f"worker-{len(self.logs)}.stderr"
+        with log.open("wb") as stderr:
+            process = subprocess.Popen([sys.executable, "-m", "tests.support.soak_worker"], cwd=ROOT, env=env, stderr=stderr)
+        self.processes.append(process)
+        self.logs[process.pid] = log
+        self.events.append(DriverEvent(op="start_worker", at=time.time(), worker=process.pid))
+
+    def live(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.processes if p.poll() is None]
+
+    def kill_one(self) -> None:
+        victim = self.rng.choice(self.live())
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        # Logged once the worker is dead: every run it started began before this time.
+        self.events.append(DriverEvent(op="kill", at=time.time(), worker=victim.pid))
+
+    def stop_workers(self) -> dict[int, str]:
+        self.events.append(DriverEvent(op="stop", at=time.time()))
+        for process in self.live():
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return {pid: path.read_text(errors="replace") for pid, path in self.logs.items()}
+
+    def cut(self) -> None:
+        assert self.proxy is not None
+        self.proxy.cut()
+        self.events.append(DriverEvent(op="cut", at=time.time()))
+
+    # the store, through the driver's own (unproxied) connection
+
+    async def schedule(self, context: Any, templates: Mapping[str, Any], instance: _Instance, *, changed: bool) -> None:
+        template = templates[DYNAMIC_ALO if instance.mode == AT_LEAST_ONCE else DYNAMIC_AMO]
+        if instance.execute_at is not None:
+            when: dict[str, Any] = {"execute_at": datetime.datetime.fromtimestamp(instance.execute_at, datetime.timezone.utc)}
+        else:
+            when = {"schedule": f"* * * * * */{instance.every}"}
+        force = changed and self.rng.random() < 0.2
+        await self._call(
+            "schedule",
+            instance,
+            context.schedule_task(template, instance.name, force=force, version=instance.version, sleep=instance.sleep, **when),
+            every=instance.every,
+            execute_at=instance.execute_at,
+            changed=changed,
+        )
+
+    async def _call(self, op: str, instance: _Instance, call: Any, **details: Any) -> bool:
+        issued = time.time()
+        error = None
+        try:
+            await call
+        except TaskLockedException:
+            error = "locked"
+        except Exception as exc:  # an unknown outcome: the checker stops judging this instance
+            error = repr(exc)
+            self.instances.pop(instance.name, None)
+        event = DriverEvent(
+            op=op,
+            at=time.time(),
+            issued=issued,
+            instance=instance.full_name,
+            mode=instance.mode,
+            ok=error is None,
+            error=error,
+            **details,
+        )
+        self.events.append(event)
+        return event.ok
+
+    def new_instance(self, *, once: bool, steady: bool = False, mode: str | None = None) -> _Instance:
+        self.counter += 1
+        mode = mode or self.rng.choice((AT_LEAST_ONCE, AT_MOST_ONCE))
+        if once:
+            due = time.time() + self.rng.uniform(0.3, 4.0)
+            return _Instance(name=f"o{self.counter:05d}", mode=mode, every=None, execute_at=round(due, 3), sleep=self.sleep(None))
+        every = self.rng.choice(EVERY)
+        return _Instance(
+            name=f"r{self.counter:05d}", mode=mode, every=every, steady=steady, sleep=0.05 if steady else self.sleep(every)
+        )
+
+    def sleep(self, every: int | None) -> float:
+        """How long a run sleeps: shorter than the period, or catching up after a kill never ends."""
+        return round(self.rng.uniform(0, 1.2 if every is None else min(1.2, 0.3 * every)), 2)
+
+    async def step(self, context: Any, templates: Mapping[str, Any]) -> None:
+        """One random change of the dynamic instances."""
+        churn = [i for i in self.instances.values() if not i.steady]
+        recurring = [i for i in churn if i.execute_at is None]
+        action = self.rng.choices(
+            ["create", "once", "update", "same", "pause", "resume", "unschedule"], weights=[3, 4, 3, 2, 1, 2, 3]
+        )[0]
+        if action in ("create", "once") or not churn:
+            instance = self.new_instance(once=action == "once")
+            if await self._call_schedule(context, templates, instance, changed=True):
+                self.instances[instance.name] = instance
+        elif action == "update" and recurring:
+            instance = self.rng.choice(recurring)
+            every = self.rng.choice(EVERY)
+            updated = attrs.evolve(instance, version=instance.version + 1, every=every, sleep=self.sleep(every))
+            if await self._call_schedule(context, templates, updated, changed=True):
+                self.instances[instance.name] = attrs.evolve(updated, paused=instance.paused)
+        elif action == "same":
+            instance = self.rng.choice(list(self.instances.values()))
+            if instance.execute_at is None or instance.execute_at > time.time() + 0.5:
+                await self._call_schedule(context, templates, instance, changed=False)
+        elif action == "pause" and recurring:
+            instance = self.rng.choice(recurring)
+            if not instance.paused and await self._call(
+                "pause", instance, context.pause_task(self._template(templates, instance), instance.name)
+            ):
+                instance.paused = True
+        elif action == "resume":
+            paused = [i for i in recurring if i.paused]
+            if paused:
+                instance = self.rng.choice(paused)
+                resumed = context.resume_task(self._template(templates, instance), instance.name, catch_up="skip")
+                if await self._call("resume", instance, resumed):
+                    instance.paused = False
+        elif action == "unschedule":
+            instance = self.rng.choice(churn)
+            if await self._call(
+                "unschedule", instance, context.unschedule_task(self._template(templates, instance), instance.name)
+            ):
+                del self.instances[instance.name]
+
+    async def _call_schedule(self, context: Any, templates: Mapping[str, Any], instance: _Instance, *, changed: bool) -> bool:
+        before = len(self.events)
+        await self.schedule(context, templates, instance, changed=changed)
+        return self.events[before].ok
+
+    @staticmethod
+    def _template(templates: Mapping[str, Any], instance: _Instance) -> Any:
+        return templates[DYNAMIC_ALO if instance.mode == AT_LEAST_ONCE else DYNAMIC_AMO]
+
+
+def read_ledger(ledger: Path) -> list[Run]:
+    """The runs the workers recorded; a line cut short by SIGKILL is skipped."""
+    starts: dict[str, dict[str, Any]] = {}
+    ends: dict[str, float] = {}
+    outcomes: dict[str, str] = {}
+    for path in sorted(ledger.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record["ev"] == "start":
+                starts[record["run"]] = record
+            elif record["ev"] == "end":
+                ends[record["run"]] = record["t"]
+            elif record["ev"] == "outcome":
+                outcomes[record["run"]] = record["outcome"]
+    return [
+        Run(
+            run_id=run,
+            instance=record["instance"],
+            mode=record["mode"],
+            slot=record["slot"],
+            token=record["token"],
+            worker=record["pid"],
+            start=record["t"],
+            end=ends.get(run),
+            outcome=outcomes.get(run),
+        )
+        for run, record in starts.items()
+    ]
+
+
+def run_soak(
+    backend: str,
+    options: Mapping[str, Any],
+    workdir: Path,
+    *,
+    duration: float,
+    address: tuple[str, int] | None = None,
+    via_proxy: Any = None,
+    environment: Mapping[str, str] | None = None,
+    workers: int = 3,
+    kill_every: float = 6.0,
+    cut_every: float = 4.0,
+    seed: int | None = None,
+) -> SoakResult:
+    """Run the soak for ``duration`` seconds (the last :data:`GRACE` of them quiet) and judge it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    seed = seed if seed is not None else random.randrange(2**32)
+    proxy = TcpProxy(*address) if address is not None and via_proxy is not None else None
+    if proxy is not None:
+        proxy.__enter__()
+    try:
+        worker_options = via_proxy(proxy.port) if proxy is not None else options
+        driver = _Driver(backend, options, worker_options, workdir, environment or {}, proxy, random.Random(seed))
+        driver.ledger.mkdir(exist_ok=True)
+        try:
+            anyio.run(_drive, driver, duration, workers, kill_every, cut_every)
+        finally:
+            logs = driver.stop_workers()
+    finally:
+        if proxy is not None:
+            proxy.__exit__(None, None, None)
+    runs = read_ledger(driver.ledger)
+    verdict = check(runs, driver.events, grace=GRACE)
+    (workdir / "driver.jsonl").write_text("".join(json.dumps(attrs.asdict(e)) + "\n" for e in driver.events))
+    (workdir / "totals.json").write_text(json.dumps({"seed": seed, **verdict.totals()}, indent=2))
+    return SoakResult(verdict=verdict, runs=runs, events=driver.events, worker_logs=logs)
+
+
+async def _drive(driver: _Driver, duration: float, workers: int, kill_every: float, cut_every: float) -> None:
+    began = time.monotonic()
+    app, templates = build_soak_app(
+        {"backend": driver.backend, "options": dict(driver.options), "ledger": str(driver.ledger)}, worker=False
+    )
+    async with app.create() as context:
+        for _ in range(STEADY):
+            for mode in (AT_LEAST_ONCE, AT_MOST_ONCE):
+                instance = driver.new_instance(once=False, steady=True, mode=mode)
+                if await driver._call_schedule(context, templates, instance, changed=True):
+                    driver.instances[instance.name] = instance
+        for _ in range(workers):
+            driver.start_worker()
+        wait_for(
+            lambda: any(r.instance == STATIC_ALO and r.end is not None for r in read_ledger(driver.ledger)),
+            timeout=60,
+            what="the first worker to run the static task",
+        )
+        driver.events.append(DriverEvent(op="static", at=time.time(), instance=STATIC_ALO, mode=AT_LEAST_ONCE, every=1))
+        active_until = began + max(duration - GRACE, 0)
+        next_kill = time.monotonic() + kill_every
+        next_cut = time.monotonic() + cut_every / 2
+        while time.monotonic() < active_until:
+            await driver.step(context, templates)
+            now = time.monotonic()
+            if now >= next_kill:
+                driver.kill_one()
+                driver.start_worker()
+                next_kill = now + driver.rng.uniform(0.5, 1.5) * kill_every
+            if driver.proxy is not None and now >= next_cut:
+                driver.cut()
+                next_cut = now + driver.rng.uniform(0.5, 1.5) * cut_every
+            await anyio.sleep(driver.rng.uniform(0.05, 0.4))
+        quiet_until = began + duration
+        while time.monotonic() < quiet_until:
+            await anyio.sleep(min(1.0, max(quiet_until - time.monotonic(), 0)))
