@@ -33,12 +33,15 @@ COMMIT_ATTEMPTS = 5
 class InstanceData:
     """The bookkeeping stored in ``TaskState.data``.
 
-    ``attempt`` counts failed attempts of ``retry_slot`` (the slot being retried, in epoch
-    microseconds, set only while a retry is pending); the counters only grow.
+    ``last_slot`` is the latest slot that was run (epoch microseconds); a slot at or before it is
+    never run again, whatever happens to the definition. ``attempt`` counts failed attempts of
+    ``retry_slot`` (the slot being retried, in epoch microseconds, set only while a retry is
+    pending); the counters only grow.
     """
 
     attempt: int = 0
     retry_slot: int | None = None
+    last_slot: int | None = None
     missed: int = 0
     coalesced: int = 0
     given_up: int = 0
@@ -126,9 +129,14 @@ class Execution:
                 self._hooks.pyncette_on_misfire(
                     task=self.task, instance=state.key.instance, missed=misfire.missed, coalesced=misfire.coalesced
                 )
+            if slot is not None and data.last_slot is not None and to_micros(slot) <= data.last_slot:
+                # A definition changed after this slot's time had already been run (an update
+                # planned before the commit, applied after it): a slot never runs twice.
+                slot, next_slot = None, schedule.next_after(from_micros(data.last_slot))
             if slot is None:
                 await self._complete(lease, next_slot, data)
                 return
+        data.last_slot = max(to_micros(slot), data.last_slot or 0)
         if template.execution_mode is ExecutionMode.AT_MOST_ONCE:
             data.attempt, data.retry_slot = 0, None
             if not await self._complete(lease, next_slot, data):
