@@ -521,7 +521,13 @@ class PyncetteContext:
             if not instance.is_instance:
                 raise TaskDefinitionError(instance.name, "schedule_tasks needs instances of dynamic tasks")
             assert instance.compiled_schedule is not None
-            first = instance.compiled_schedule.first_run(now)
+            try:
+                first = instance.compiled_schedule.first_run(now)
+            except OverflowError:
+                raise TaskDefinitionError(
+                    instance.full_name,
+                    f"the first run is after year 9999 (interval={instance.interval}, schedule={instance.schedule!r})",
+                ) from None
             if first is None:
                 raise TaskDefinitionError(instance.full_name, "the schedule has no future run")
             spec = canonical_json(instance.full_name, "instance", instance.instance_spec())

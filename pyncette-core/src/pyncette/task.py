@@ -40,7 +40,12 @@ def _timedelta(task: str, option: str, value: Any, *, allow_zero: bool = False) 
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = datetime.timedelta(seconds=value)
+        try:
+            value = datetime.timedelta(seconds=value)
+        except (ValueError, OverflowError):
+            raise TaskDefinitionError(
+                task, f"{option} must be a finite, representable number of seconds, got {value!r}"
+            ) from None
     if not isinstance(value, datetime.timedelta):
         raise TaskDefinitionError(task, f"{option} must be a timedelta or a number of seconds, got {value!r}")
     if value < datetime.timedelta(0) or (value == datetime.timedelta(0) and not allow_zero):
