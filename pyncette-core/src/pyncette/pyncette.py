@@ -274,7 +274,7 @@ class PyncetteContext:
         self._idle.set()
         self._batcher = CompletionBatcher(repository, clock)
         self._spawn: Callable[[Execution], None] | None = None
-        self._undecodable: set[tuple[TaskKey, str]] = set()
+        self._undecodable: set[tuple[TaskKey, str]] = set()  # rows already reported as unreadable
         now = clock.now()
         for task in app.tasks:
             if task.enabled:
@@ -421,9 +421,14 @@ class PyncetteContext:
                 self._spawn(execution)
 
     def _prepare(self, task: Task, claimed: ClaimedTask) -> Execution | None:
+        state = claimed.state
+        try:
+            InstanceData.load(state.data)
+        except Exception as exc:
+            self._unreadable(task, state, f"its bookkeeping is unreadable ({exc})")
+            return None
         if not task.dynamic:
             return Execution(self, task, claimed)
-        state = claimed.state
         instance = self._instances.get((task.name, state.spec))
         if instance is not None and instance.name != state.key.instance:
             # Instances that share a definition share everything but their name, unless jitter
@@ -433,17 +438,19 @@ class PyncetteContext:
             try:
                 instance = task.from_spec(state.key.instance, json.loads(state.spec))
             except Exception as exc:
-                marker = (state.key, state.spec)
-                if marker not in self._undecodable:
-                    self._undecodable.add(marker)
-                    logger.error(
-                        "cannot read stored instance %s/%s (%s); leaving it to its lease", task.name, state.key.instance, exc
-                    )
+                self._unreadable(task, state, str(exc))
                 return None
             if len(self._instances) > 50_000:
                 self._instances.clear()
             self._instances[(task.name, state.spec)] = instance
         return Execution(self, instance, claimed)
+
+    def _unreadable(self, task: Task, state: TaskState, problem: str) -> None:
+        """Log a stored row this worker cannot run, once per row version; it stays in place, locked until its lease ends."""
+        marker = (state.key, state.spec + "\0" + state.data)
+        if marker not in self._undecodable:
+            self._undecodable.add(marker)
+            logger.error("cannot run stored instance %s/%s: %s; leaving it in place", task.name, state.key.instance, problem)
 
     async def _execute(self, execution: Execution) -> None:
         try:

@@ -266,8 +266,20 @@ class Task:
         return {k: _to_json(getattr(self, k)) for k in _SCHEDULE_OPTIONS if getattr(self, k) is not None}
 
     def from_spec(self, name: str, spec: Mapping[str, JSON]) -> Task:
-        """Rebuild an instance of this template from its stored document."""
-        options: dict[str, Any] = dict(spec.get("args") or {})
+        """Rebuild an instance of this template from its stored document.
+
+        A document with a field this version does not know (written by a newer version) is
+        refused: running it with that field ignored could do something else than it asks.
+        """
+        if not isinstance(spec, Mapping):
+            raise TaskDefinitionError(f"{self.name}/{name}", f"a stored instance must be a JSON object, got {spec!r:.80}")
+        unknown = set(spec) - {"args", *_SCHEDULE_OPTIONS, *_POLICY_OPTIONS}
+        if unknown:
+            raise TaskDefinitionError(f"{self.name}/{name}", f"stored by a newer version: unknown fields {sorted(unknown)}")
+        args = spec.get("args") or {}
+        if not isinstance(args, Mapping):
+            raise TaskDefinitionError(f"{self.name}/{name}", f"stored arguments must be a JSON object, got {args!r:.80}")
+        options: dict[str, Any] = dict(args)
         for option in _SCHEDULE_OPTIONS + _POLICY_OPTIONS:
             if option in spec:
                 options[option] = _from_json(option, spec[option])
