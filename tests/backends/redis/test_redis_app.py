@@ -56,7 +56,7 @@ def test_workers_survive_a_restart_of_a_persistent_server(
         wait_for(lambda: len(workers.finished()) >= count // 4, timeout=60, what="a quarter of the work")
         server.restart()  # SIGTERM: the server fsyncs, stops and comes back with its append-only file
         done = len(workers.finished())
-        wait_for(lambda: len(workers.finished()) > done, timeout=60, what="progress after the restart")
+        wait_for(lambda: len(workers.finished()) > done, timeout=150, what="progress after the restart")
         wait_for(lambda: len(workers.finished()) >= count, timeout=120, what="every instance to run")
         wait_for(lambda: not workers.remaining(), timeout=60, what="every instance committed")
         logs = workers.stop()
