@@ -14,6 +14,9 @@ from pyncette.repository import Repository
 
 logger = logging.getLogger(__name__)
 
+COMMIT_TIMEOUT_SECONDS = 30
+"""A commit batch that takes longer is abandoned and retried by its executions: a hung store call must not stall them."""
+
 
 @attrs.define(eq=False)
 class _Pending:
@@ -68,7 +71,8 @@ class CompletionBatcher:
 
     async def _apply(self, batch: list[_Pending]) -> None:
         try:
-            results = await self.repository.complete_tasks(self.clock.now(), [p.completion for p in batch])
+            with anyio.fail_after(COMMIT_TIMEOUT_SECONDS):
+                results = await self.repository.complete_tasks(self.clock.now(), [p.completion for p in batch])
         except Exception as exc:
             logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch), exc)
             for pending in batch:

@@ -36,6 +36,8 @@ FixtureFunc = Callable[..., Any]
 
 POLL_BACKOFF_MAX = datetime.timedelta(seconds=30)
 """Longest pause between polls of a scope whose store keeps failing."""
+STORE_CALL_TIMEOUT = datetime.timedelta(seconds=30)
+"""A claim or commit that takes longer is abandoned and retried: a store call that hangs must not stop the loop."""
 MAX_CLAIM_ROUNDS_PER_TICK = 10_000
 """Bound on back-to-back claims of one tick in tests (catch-up of a long outage, huge backlog)."""
 
@@ -389,14 +391,15 @@ class PyncetteContext:
             self._next_check[scope] = now + self.app.poll_interval
             return
         try:
-            result = await self.repository.claim_due(
-                now,
-                scope,
-                owner=self.app.worker_id,
-                lease_duration=task.lease_duration,
-                limit=1 if not task.dynamic else min(self.app.batch_size, capacity),
-                instance=None if task.dynamic else "",
-            )
+            with anyio.fail_after(STORE_CALL_TIMEOUT.total_seconds()):
+                result = await self.repository.claim_due(
+                    now,
+                    scope,
+                    owner=self.app.worker_id,
+                    lease_duration=task.lease_duration,
+                    limit=1 if not task.dynamic else min(self.app.batch_size, capacity),
+                    instance=None if task.dynamic else "",
+                )
         except Exception as exc:
             failures = self._failures[scope] = self._failures.get(scope, 0) + 1
             backoff = min(self.app.poll_interval * 2 ** min(failures, 10), POLL_BACKOFF_MAX)
