@@ -65,6 +65,7 @@ class WorkerPool:
     lease: float = 30
     heartbeat: float | None = None
     poll_interval: float = 0.2
+    concurrency_limit: int = 100
     environment: Mapping[str, str] = attrs.field(factory=dict)
     processes: list[subprocess.Popen[bytes]] = attrs.field(factory=list)
     _logs: list[Path] = attrs.field(factory=list)
@@ -77,6 +78,7 @@ class WorkerPool:
             "lease": self.lease,
             "heartbeat": self.heartbeat,
             "poll_interval": self.poll_interval,
+            "concurrency_limit": self.concurrency_limit,
             "ledger": str(self.ledger),
         }
 

@@ -28,8 +28,11 @@ def _more_than(workers: WorkerPool, done: int) -> Callable[[], bool]:
 
 
 def _pool(tmp_path: Path, mode: str, **options: object) -> WorkerPool:
+    """Workers on one file, paced (10 executions at a time each) so that a fault meets work still to do."""
     database = str(tmp_path / "shared.db")
-    return WorkerPool("sqlite", {"sqlite_database": database, **options}, tmp_path / "ledger", mode=mode, lease=5)
+    return WorkerPool(
+        "sqlite", {"sqlite_database": database, **options}, tmp_path / "ledger", mode=mode, lease=5, concurrency_limit=10
+    )
 
 
 @pytest.mark.parametrize("mode", ["at_most_once", "at_least_once"])
@@ -37,7 +40,7 @@ def test_workers_ride_out_a_writer_holding_the_lock(tmp_path: Path, mode: str) -
     count = 600
     # Short waits so that the outage exhausts the retries and reaches the scheduler as BackendError.
     with _pool(tmp_path, mode, sqlite_busy_timeout=0.1, sqlite_busy_retries=2) as workers:
-        names = workers.seed(count, sleep=0.01)
+        names = workers.seed(count, sleep=0.1)  # at least 3 s of work for 2 workers
         workers.start(2)
         outages = 0
         while len(workers.finished()) < count // 2:
@@ -49,6 +52,7 @@ def test_workers_ride_out_a_writer_holding_the_lock(tmp_path: Path, mode: str) -
             blocker.close()
             outages += 1
             done = len(workers.finished())
+            assert done < count, "the outage came after the work was done: it proves nothing"
             wait_for(_more_than(workers, done), timeout=60, what="progress after the outage")
         wait_for(lambda: len(workers.finished()) >= count, timeout=120, what="every instance to run")
         wait_for(lambda: not workers.remaining(), timeout=60, what="every instance committed")
@@ -73,10 +77,11 @@ def test_workers_killed_mid_drain_leave_a_sound_database(tmp_path: Path) -> None
     count = 1_000
     with _pool(tmp_path, "at_least_once") as workers:
         workers.lease = 3
-        names = workers.seed(count)
+        names = workers.seed(count, sleep=0.02)  # about 1 s of work for 2 workers, 2 s for one
         victims = workers.start(2)
         for victim in victims:
             done = len(workers.finished())
+            assert done < count, "the workers finished before they were killed: the kill proves nothing"
             wait_for(_more_than(workers, done), timeout=60, what="the victims to make progress")
             workers.kill(victim)  # often inside a claim or commit: a draining worker does little else
         workers.start(1)
