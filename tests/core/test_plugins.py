@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
+import subprocess
+import sys
 from typing import Any, Iterator
 
 import anyio
 import pytest
 
 from pyncette import Context, Pyncette
-from pyncette.errors import UnknownBackendError, UnknownOptionError
+from pyncette.errors import ConfigurationError, UnknownBackendError, UnknownOptionError
+from pyncette.hookspecs import hookimpl
+from pyncette.lazy import import_path, lazy_exports
 from pyncette.memory import MemoryRepository
+from pyncette.model import BackendInfo
 from pyncette.plugins import create_plugin_manager, installed_backends
 from pyncette.testing import FakeClock, run_until
 from tests.core.conftest import START
@@ -162,3 +168,56 @@ async def test_plugin_middleware_runs_outside_application_middleware(testplugin:
     async with app.create(clock=clock) as ctx:
         await run_until(ctx, START + S)
     assert order == ["own-in after middleware-before"]
+
+
+DRIVERS = ("redis", "asyncpg", "aiomysql", "aiobotocore", "botocore", "aiosqlite")
+
+
+def test_discovering_backends_imports_no_driver() -> None:
+    """Plugin discovery lists every installed backend, yet imports a driver only for the backend in use."""
+    program = (
+        "import json, sys; from pyncette import Pyncette; app = Pyncette(backend='memory'); "
+        "from pyncette.plugins import installed_backends; "
+        f"print(json.dumps([sorted(installed_backends(app.plugin_manager)), [m for m in {DRIVERS!r} if m in sys.modules]]))"
+    )
+    output = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True).stdout
+    backends, drivers = json.loads(output)
+    assert {"dynamodb", "memory", "mysql", "postgres", "redis", "sqlite"} <= set(backends)
+    assert drivers == []
+
+
+def test_the_selected_backend_is_imported_when_the_app_is_built() -> None:
+    program = (
+        "import sys; from pyncette import Pyncette; app = Pyncette(sqlite_database=':memory:'); "
+        f"print(app.backend_name, sorted(m for m in {DRIVERS!r} if m in sys.modules))"
+    )
+    output = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True).stdout
+    assert output.strip() == "sqlite ['aiosqlite']"
+
+
+def test_a_factory_given_by_path_is_recognised_when_passed_directly() -> None:
+    from pyncette.redis import redis_repository
+
+    app = Pyncette(repository_factory=redis_repository, redis_url="redis://127.0.0.1")
+    assert app.backend_name == "redis"
+    with pytest.raises(UnknownOptionError):
+        Pyncette(repository_factory=redis_repository, sqlite_database=":memory:")
+
+
+def test_a_backend_whose_factory_cannot_be_imported_fails_with_a_clear_error() -> None:
+    class BrokenPlugin:
+        @hookimpl
+        def pyncette_backends(self) -> list[BackendInfo]:
+            return [BackendInfo(name="broken", factory="pyncette_no_such_module:factory", distribution="broken-dist")]
+
+    with pytest.raises(ConfigurationError, match=r"backend 'broken' \(broken-dist\) could not be loaded: No module named"):
+        Pyncette(backend="broken", plugins=[BrokenPlugin()])
+
+
+def test_lazy_exports_import_on_first_access_and_reject_unknown_names() -> None:
+    getter = lazy_exports("pyncette", {"import_path": "pyncette.lazy"})
+    assert getter("import_path") is import_path
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        getter("nothing")
+    with pytest.raises(ValueError, match="expected 'module:attribute'"):
+        import_path("pyncette.lazy")

@@ -193,15 +193,31 @@ class Page:
 class BackendInfo:
     """A backend contributed by a plugin through ``pyncette_backends``.
 
-    ``factory(**options)`` returns an async context manager yielding a :class:`Repository`.
-    ``options`` maps every keyword option the factory accepts to a one-line description.
+    ``factory(**options)`` returns an async context manager yielding a :class:`Repository`. It may
+    be given as an import path, ``"package.module:attribute"``, which is imported only when the
+    backend is used: discovering every installed plugin then costs no driver imports. ``options``
+    maps every keyword option the factory accepts to a one-line description.
     """
 
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[..., Any] | str
     options: Mapping[str, str] = attrs.field(factory=dict)
     description: str = ""
     distribution: str = ""
+
+    def load_factory(self) -> Callable[..., Any]:
+        """The factory itself, importing its module if it was given as a path."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        from pyncette.lazy import import_path
+
+        return import_path(self.factory)  # type: ignore[no-any-return]
+
+    def provides(self, factory: Callable[..., Any]) -> bool:
+        """Whether ``factory`` is this backend's factory, without importing a path that names another module."""
+        if not isinstance(self.factory, str):
+            return self.factory is factory
+        return self.factory == f"{getattr(factory, '__module__', '')}:{getattr(factory, '__qualname__', '')}"
 
 
 @attrs.frozen(kw_only=True)

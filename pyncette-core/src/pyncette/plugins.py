@@ -55,7 +55,7 @@ def installed_backends(manager: pluggy.PluginManager) -> dict[str, BackendInfo]:
     backends: dict[str, BackendInfo] = {}
     for contributed in manager.hook.pyncette_backends():
         for info in contributed:
-            if info.name in backends and backends[info.name].factory is not info.factory:
+            if info.name in backends and backends[info.name].factory != info.factory:
                 raise ConfigurationError(
                     f"two plugins provide a backend named {info.name!r} "
                     f"({backends[info.name].distribution or '?'} and {info.distribution or '?'})"
@@ -80,7 +80,7 @@ def resolve_backend(
     """
     backends = installed_backends(manager)
     if repository_factory is not None:
-        info = next((b for b in backends.values() if b.factory is repository_factory), None)
+        info = next((b for b in backends.values() if b.provides(repository_factory)), None)
         if info is not None:
             _check_options(info, options, backends)
             return info.name, repository_factory
@@ -91,7 +91,13 @@ def resolve_backend(
     if info is None:
         raise UnknownBackendError(backend, list(backends))
     _check_options(info, options, backends)
-    return info.name, info.factory
+    try:
+        factory = info.load_factory()
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"backend {info.name!r} ({info.distribution or 'unknown distribution'}) could not be loaded: {exc}"
+        ) from exc
+    return info.name, factory
 
 
 def _infer_backend(backends: Mapping[str, BackendInfo], options: Mapping[str, Any]) -> str:

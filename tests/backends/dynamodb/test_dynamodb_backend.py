@@ -84,8 +84,8 @@ def test_entry_point_and_declared_options() -> None:
     (entry_point,) = [ep for ep in importlib.metadata.entry_points(group="pyncette") if ep.name == "dynamodb"]
     assert entry_point.value == "pyncette.dynamodb.plugin"
     (info,) = pyncette_backends()
-    assert (info.name, info.factory, info.distribution) == ("dynamodb", dynamodb_repository, "pyncette-dynamodb")
-    parameters = inspect.signature(info.factory).parameters
+    assert (info.name, info.load_factory(), info.distribution) == ("dynamodb", dynamodb_repository, "pyncette-dynamodb")
+    parameters = inspect.signature(info.load_factory()).parameters
     keywords = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
     assert set(info.options) == keywords
     assert {"dynamodb_region_name", "dynamodb_table_name", "dynamodb_endpoint", "dynamodb_skip_table_create"} <= keywords

@@ -60,7 +60,7 @@ def test_entry_point_and_declared_options() -> None:
     assert names.get("mysql") == "pyncette.mysql.plugin"
     (info,) = plugin.pyncette_backends()
     assert info.name == "mysql"
-    assert info.factory is mysql_repository
+    assert info.load_factory() is mysql_repository
     assert info.distribution == "pyncette-mysql"
     accepted = {
         name for name, p in inspect.signature(inspect.unwrap(mysql_repository)).parameters.items() if p.kind is p.KEYWORD_ONLY

@@ -141,7 +141,7 @@ def test_plugin_is_registered_and_declares_every_option() -> None:
     (info,) = entry_point.load().pyncette_backends()
     assert info.name == "postgres"
     assert info.distribution == "pyncette-postgres"
-    assert info.factory is postgres_repository
+    assert info.load_factory() is postgres_repository
     accepted = {
         name
         for name, parameter in inspect.signature(inspect.unwrap(postgres_repository)).parameters.items()

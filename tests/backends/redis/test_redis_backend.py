@@ -53,7 +53,7 @@ def test_plugin_declares_every_option_of_the_factory() -> None:
     }
     assert info.name == "redis"
     assert info.distribution == "pyncette-redis"
-    assert info.factory is redis_repository
+    assert info.load_factory() is redis_repository
     assert set(info.options) == accepted
     assert {"redis_url", "redis_namespace", "redis_timeout", "redis_pool_size", "redis_client"} <= accepted
     assert {"concurrency_limit", "batch_size"} <= accepted

@@ -22,8 +22,7 @@ from pyncette.errors import BackendError, ConfigurationError, SchemaVersionError
 from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey
 from pyncette.sqlite import SqliteRepository, sqlite_repository
 from pyncette.sqlite.constants import META_TABLE_NAME, SCHEMA_VERSION
-from pyncette.sqlite.factory import OPTIONS
-from pyncette.sqlite.plugin import pyncette_backends
+from pyncette.sqlite.plugin import OPTIONS, pyncette_backends
 
 pytestmark = pytest.mark.anyio
 
@@ -117,7 +116,7 @@ async def test_other_backends_secrets_never_appear_in_errors_or_logs(database: s
 
 def test_plugin_declares_every_factory_option() -> None:
     (info,) = pyncette_backends()
-    assert (info.name, info.factory, info.distribution) == ("sqlite", sqlite_repository, "pyncette-sqlite")
+    assert (info.name, info.load_factory(), info.distribution) == ("sqlite", sqlite_repository, "pyncette-sqlite")
     parameters = inspect.signature(inspect.unwrap(sqlite_repository)).parameters
     keywords = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
     assert keywords == set(info.options) == set(OPTIONS)

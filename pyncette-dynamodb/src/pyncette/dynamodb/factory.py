@@ -18,18 +18,6 @@ from pyncette.errors import ConfigurationError
 
 _REGION_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
-OPTIONS = {
-    "dynamodb_region_name": "AWS region of the table (default: the ambient AWS configuration)",
-    "dynamodb_table_name": f"table holding every instance (default {c.DEFAULT_TABLE_NAME!r})",
-    "dynamodb_endpoint": "endpoint URL for DynamoDB Local, moto or another compatible server (default: AWS)",
-    "dynamodb_skip_table_create": "do not create the table; it must exist with the documented layout (default False)",
-    "dynamodb_partition_prefix": f"partition key prefix, to share a table between apps (default {c.DEFAULT_PARTITION_PREFIX!r})",
-    "dynamodb_client": "an entered aiobotocore DynamoDB client to use instead of creating one; it is not closed",
-    "concurrency_limit": "sizes the HTTP connection pool, with batch_size",
-    "batch_size": "sizes the HTTP connection pool, so a batch's conditional writes run at once",
-}
-"""Every keyword option :func:`dynamodb_repository` accepts, with a one-line description."""
-
 
 def _validate(table_name: str, partition_prefix: str, region_name: str | None, endpoint: str | None) -> None:
     if not isinstance(table_name, str) or not c.TABLE_NAME_PATTERN.fullmatch(table_name):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pyncette.hookspecs import hookimpl
 from pyncette.model import BackendInfo
-from pyncette.mysql.factory import mysql_repository
 
 OPTIONS = {
     "mysql_host": "server host name or address (default 'localhost')",
@@ -28,7 +27,7 @@ def pyncette_backends() -> list[BackendInfo]:
     return [
         BackendInfo(
             name="mysql",
-            factory=mysql_repository,
+            factory="pyncette.mysql.factory:mysql_repository",
             options=OPTIONS,
             description="MySQL 8.0+ / MariaDB 10.6+ table, claims with FOR UPDATE SKIP LOCKED",
             distribution="pyncette-mysql",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pyncette.hookspecs import hookimpl
 from pyncette.model import BackendInfo
 from pyncette.postgres import constants
-from pyncette.postgres.repository import postgres_repository
 
 OPTIONS = {
     "postgres_url": f"connection URL, e.g. postgres://user:password@host:5432/db (default {constants.DEFAULT_URL})",
@@ -24,7 +23,7 @@ def pyncette_backends() -> list[BackendInfo]:
     return [
         BackendInfo(
             name="postgres",
-            factory=postgres_repository,
+            factory="pyncette.postgres.repository:postgres_repository",
             options=OPTIONS,
             description="PostgreSQL 12+ through asyncpg; one-statement SKIP LOCKED claims, LISTEN/NOTIFY wake-ups",
             distribution="pyncette-postgres",

@@ -13,17 +13,6 @@ from pyncette.errors import BackendError, ConfigurationError, PyncetteException
 from pyncette.redis import constants
 from pyncette.redis.repository import RedisRepository, _secrets_of, redact_url
 
-OPTIONS = {
-    "redis_url": f"redis://, rediss:// (TLS) or unix:// URL of the server (default {constants.DEFAULT_URL!r})",
-    "redis_namespace": f"prefix of every key, to share one server between apps (default {constants.DEFAULT_NAMESPACE!r})",
-    "redis_timeout": f"seconds for connecting and for each reply (default {constants.DEFAULT_TIMEOUT})",
-    "redis_pool_size": "maximum connections of the pool (default concurrency_limit + 2, at most 64)",
-    "redis_client": "an existing redis.asyncio.Redis client to use instead of redis_url; it is not closed",
-    "concurrency_limit": "common option: sizes the default connection pool",
-    "batch_size": "common option: accepted, claims are sized by the scheduler",
-}
-"""Every keyword option :func:`redis_repository` accepts, with a one-line description."""
-
 
 def _positive_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
