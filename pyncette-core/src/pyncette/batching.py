@@ -19,10 +19,12 @@ COMMIT_TIMEOUT_SECONDS = 30
 
 
 @attrs.define(eq=False)
-class _Pending:
-    completion: Completion
+class _Batch:
+    """Completions that go out in one repository call; their callers wait on one event."""
+
+    completions: list[Completion] = attrs.field(factory=list)
     done: anyio.Event = attrs.field(factory=anyio.Event)
-    applied: bool = False
+    results: list[bool] = attrs.field(factory=list)
     error: BaseException | None = None
 
 
@@ -39,18 +41,21 @@ class CompletionBatcher:
     repository: Repository
     clock: Clock
     on_batch: Callable[[int], None] | None = None
-    _pending: list[_Pending] = attrs.field(factory=list)
+    _open: _Batch | None = None
     _ready: anyio.Event = attrs.field(factory=anyio.Event)
     _closed: bool = False
 
     async def complete(self, completion: Completion) -> bool:
-        pending = _Pending(completion)
-        self._pending.append(pending)
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch()
+        index = len(batch.completions)
+        batch.completions.append(completion)
         self._ready.set()
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.applied
+        await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.results[index]
 
     def close(self) -> None:
         """Let :meth:`run` return once everything submitted so far has been applied."""
@@ -59,28 +64,31 @@ class CompletionBatcher:
 
     async def run(self) -> None:
         while True:
-            if not self._pending:
+            batch = self._open
+            if batch is None:
                 if self._closed:
                     return
                 await self._ready.wait()
                 self._ready = anyio.Event()
                 continue
-            batch, self._pending = self._pending, []
+            self._open = None
             with anyio.CancelScope(shield=True):
                 await self._apply(batch)
 
-    async def _apply(self, batch: list[_Pending]) -> None:
+    async def _apply(self, batch: _Batch) -> None:
         try:
             with anyio.fail_after(COMMIT_TIMEOUT_SECONDS):
-                results = await self.repository.complete_tasks(self.clock.now(), [p.completion for p in batch])
+                results = await self.repository.complete_tasks(self.clock.now(), batch.completions)
         except Exception as exc:
-            logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch), exc)
-            for pending in batch:
-                pending.error = exc
-                pending.done.set()
+            logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch.completions), exc)
+            batch.error = exc
+            batch.done.set()
+            return
+        if len(results) != len(batch.completions):
+            batch.error = RuntimeError(f"complete_tasks returned {len(results)} results for {len(batch.completions)} completions")
+            batch.done.set()
             return
         if self.on_batch is not None:
-            self.on_batch(len(batch))
-        for pending, applied in zip(batch, results, strict=True):
-            pending.applied = applied
-            pending.done.set()
+            self.on_batch(len(batch.completions))
+        batch.results = results
+        batch.done.set()

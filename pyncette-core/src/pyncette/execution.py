@@ -48,7 +48,9 @@ class InstanceData:
 
     @classmethod
     def load(cls, text: str) -> InstanceData:
-        raw = json.loads(text) if text else {}
+        if not text or text == "{}":  # every instance that never ran, failed or missed a slot
+            return cls()
+        raw = json.loads(text)
         return cls(**{f.name: raw[f.name] for f in attrs.fields(cls) if f.name in raw})
 
     def dump(self) -> str:
@@ -76,11 +78,16 @@ def in_task_zone(task: Task, moment: datetime.datetime) -> datetime.datetime:
 
 @attrs.define(eq=False)
 class Execution:
-    """One claimed instance on its way through the scheduler (one object per claim)."""
+    """One claimed instance on its way through the scheduler (one object per claim).
+
+    ``data`` is the claimed state's bookkeeping, already parsed by the caller (which refuses a
+    claim whose bookkeeping is unreadable).
+    """
 
     app_context: PyncetteContext
     task: Task
     claimed: ClaimedTask
+    data: InstanceData
     _lease: Lease = attrs.field(init=False)
     _released: bool = attrs.field(init=False, default=False)
     _lost: bool = attrs.field(init=False, default=False)
@@ -112,7 +119,7 @@ class Execution:
         self._lease = lease
         template = self.task.template
         now = self.app_context.clock.now()
-        data = InstanceData.load(state.data)
+        data = self.data
         schedule = self.task.compiled_schedule
         assert schedule is not None
         if data.retry_slot is not None:

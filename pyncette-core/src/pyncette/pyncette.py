@@ -426,12 +426,12 @@ class PyncetteContext:
     def _prepare(self, task: Task, claimed: ClaimedTask) -> Execution | None:
         state = claimed.state
         try:
-            InstanceData.load(state.data)
+            data = InstanceData.load(state.data)
         except Exception as exc:
             self._unreadable(task, state, f"its bookkeeping is unreadable ({exc})")
             return None
         if not task.dynamic:
-            return Execution(self, task, claimed)
+            return Execution(self, task, claimed, data)
         instance = self._instances.get((task.name, state.spec))
         if instance is not None and instance.name != state.key.instance:
             # Instances that share a definition share everything but their name, unless jitter
@@ -446,7 +446,7 @@ class PyncetteContext:
             if len(self._instances) > 50_000:
                 self._instances.clear()
             self._instances[(task.name, state.spec)] = instance
-        return Execution(self, instance, claimed)
+        return Execution(self, instance, claimed, data)
 
     def _unreadable(self, task: Task, state: TaskState, problem: str) -> None:
         """Log a stored row this worker cannot run, once per row version; it stays in place, locked until its lease ends."""
