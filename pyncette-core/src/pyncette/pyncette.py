@@ -194,7 +194,8 @@ class Pyncette:
             for wrappers in self.plugin_manager.hook.pyncette_repository_wrappers(app=self):
                 for wrap in wrappers:
                     repository = wrap(repository)
-            context = PyncetteContext(self, repository, *await self._synchronized_clock(repository, clock), dict(context_items or {}))
+            context_clock, clock_sync = await self._synchronized_clock(repository, clock)
+            context = PyncetteContext(self, repository, context_clock, dict(context_items or {}), clock_sync=clock_sync)
             for name, func in self._fixtures:
                 generator = func(context) if inspect.signature(func).parameters else func()
                 context._items[name] = await generator.__anext__()
@@ -290,7 +291,7 @@ class PyncetteContext:
     """A running app: the store, the poll loop, and the API to manage dynamic instances."""
 
     def __init__(
-        self, app: Pyncette, repository: Repository, clock: Clock, clock_sync: ClockSync | None, items: dict[str, Any]
+        self, app: Pyncette, repository: Repository, clock: Clock, items: dict[str, Any], *, clock_sync: ClockSync | None = None
     ) -> None:
         self.app = app
         self.repository = repository

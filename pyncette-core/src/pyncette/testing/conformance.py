@@ -39,7 +39,7 @@ LEASE = datetime.timedelta(seconds=30)
 
 RepositoryFactory = Callable[[], AsyncContextManager[Repository]]
 SERVER_TIME_TOLERANCE = datetime.timedelta(seconds=2)
-"""How far a store's clock may be from the test machine's in :meth:`RepositoryConformance.test_server_time_is_utc_and_agrees_with_this_host`."""
+"""How far a store's clock may be from the test machine's clock in the ``server_time`` test."""
 
 
 def registration(key: TaskKey, next_run: datetime.datetime = T0, spec: str = '{"v": 1}', **kwargs: Any) -> Registration:
@@ -495,7 +495,6 @@ class RepositoryConformance:
                 assert moment.tzinfo is not None and moment.utcoffset() == datetime.timedelta(0), moment
                 assert sent - SERVER_TIME_TOLERANCE <= moment <= received + SERVER_TIME_TOLERANCE, (sent, moment, received)
         assert all(r is None for r in readings) or all(r is not None for r in readings), readings
-
 
     def app(self, repository_factory: RepositoryFactory, **options: Any) -> Pyncette:
         """An app whose store is the backend under test (no plugins are loaded)."""
