@@ -154,3 +154,17 @@ def test_one_registry_serves_several_apps() -> None:
     registry = CollectorRegistry()
     first, second = use_prometheus(make_app(), registry=registry), use_prometheus(make_app(), registry=registry)
     assert first.metrics is second.metrics
+
+
+async def test_measured_repository_passes_the_store_clock_through() -> None:
+    from tests.core.test_clock_sync import ClockedStore, app_on
+
+    registry = CollectorRegistry()
+    clock = FakeClock(START)
+    app = app_on(ClockedStore(clock, offset=MINUTE), clock_sync=True)
+    use_prometheus(app, registry=registry, measure_executions=False)
+    async with app.create(clock=clock) as ctx:
+        assert type(ctx.repository).__name__ == "MeasuredRepository"
+        assert ctx.clock.now() == START + MINUTE
+    labels = {"operation": "server_time"}
+    assert registry.get_sample_value("pyncette_repository_operation_duration_seconds_count", labels) == 3

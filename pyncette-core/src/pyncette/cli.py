@@ -27,7 +27,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 import anyio
 import click
 
-from pyncette.clock import SystemClock
 from pyncette.errors import PyncetteException
 from pyncette.log_format import LOG_FORMATS, configure_logging
 from pyncette.model import TaskKey
@@ -148,7 +147,8 @@ async def open_context(app: Pyncette) -> AsyncIterator[PyncetteContext]:
     """Open the app's store for management commands, without fixtures and without registering tasks."""
     options = {**app.backend_options, "concurrency_limit": app.concurrency_limit, "batch_size": app.batch_size}
     async with app.repository_factory(**options) as repository:
-        yield PyncetteContext(app, repository, SystemClock(), {})
+        clock, clock_sync = await app._synchronized_clock(repository, None)
+        yield PyncetteContext(app, repository, clock, {}, clock_sync=clock_sync)
 
 
 def run_async(func: Callable[[], Awaitable[T]]) -> T:

@@ -291,6 +291,9 @@ class MeasuredRepository(Repository):
     ) -> bool:
         return await self._timed("set_paused", self.inner.set_paused(now, key, paused, next_run))
 
+    async def server_time(self) -> datetime.datetime | None:
+        return await self._timed("server_time", self.inner.server_time())
+
     def set_wakeup_callback(self, callback: WakeupCallback) -> None:
         self.inner.set_wakeup_callback(callback)
 

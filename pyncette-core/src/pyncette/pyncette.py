@@ -20,6 +20,7 @@ import attrs
 
 from pyncette.batching import CompletionBatcher
 from pyncette.clock import Clock, SystemClock
+from pyncette.clock_sync import ClockSync
 from pyncette.context import Context
 from pyncette.errors import ConfigurationError, TaskDefinitionError, TaskLockedException, TaskNotFoundError
 from pyncette.execution import Execution, InstanceData, Middleware, call_chain
@@ -57,6 +58,13 @@ class Pyncette:
     selects the store; with neither, the backend is inferred from the options given, or is the
     default: SQLite in memory when pyncette-sqlite is installed, otherwise the memory backend.
     Every other keyword is a backend option and is checked against the selected backend at once.
+
+    Clock-skew correction (see :mod:`pyncette.clock_sync`): where the store has a clock, the app
+    schedules on the store's time, re-estimating its offset every ``clock_sync_interval`` and
+    logging a warning when it exceeds ``clock_skew_threshold``. ``clock_sync=None`` (the default)
+    corrects every clock except a *virtual* one (a clock whose ``virtual`` attribute is true, such
+    as :class:`pyncette.testing.FakeClock`, runs on simulated time that no store can correct);
+    ``True`` corrects every clock, ``False`` none.
     """
 
     def __init__(
@@ -72,9 +80,17 @@ class Pyncette:
         plugins: Sequence[Any] = (),
         autoload_plugins: bool | None = None,
         configure_signals: bool = True,
+        clock_sync: bool | None = None,
+        clock_sync_interval: datetime.timedelta | float = datetime.timedelta(minutes=5),
+        clock_skew_threshold: datetime.timedelta | float = datetime.timedelta(seconds=1),
         **backend_options: Any,
     ) -> None:
         self.poll_interval = _positive("poll_interval", poll_interval)
+        if clock_sync is not None and not isinstance(clock_sync, bool):
+            raise ConfigurationError(f"clock_sync must be True, False or None, got {clock_sync!r}")
+        self.clock_sync = clock_sync
+        self.clock_sync_interval = _positive("clock_sync_interval", clock_sync_interval)
+        self.clock_skew_threshold = _positive("clock_skew_threshold", clock_skew_threshold, allow_zero=True)
         self.shutdown_grace = _positive("shutdown_grace", shutdown_grace, allow_zero=True)
         for name, value in (("concurrency_limit", concurrency_limit), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -178,13 +194,31 @@ class Pyncette:
             for wrappers in self.plugin_manager.hook.pyncette_repository_wrappers(app=self):
                 for wrap in wrappers:
                     repository = wrap(repository)
-            context = PyncetteContext(self, repository, clock or SystemClock(), dict(context_items or {}))
+            context_clock, clock_sync = await self._synchronized_clock(repository, clock)
+            context = PyncetteContext(self, repository, context_clock, dict(context_items or {}), clock_sync=clock_sync)
             for name, func in self._fixtures:
                 generator = func(context) if inspect.signature(func).parameters else func()
                 context._items[name] = await generator.__anext__()
                 stack.push_async_callback(_close_fixture, name, generator)
             await context._register_static_tasks()
             yield context
+
+    async def _synchronized_clock(self, repository: Repository, clock: Clock | None) -> tuple[Clock, ClockSync | None]:
+        """The clock a context runs on: ``clock`` (default: the system's), corrected to the store's where it has one."""
+        base = clock or SystemClock()
+        wanted = self.clock_sync if self.clock_sync is not None else not getattr(base, "virtual", False)
+        if not wanted:
+            return base, None
+        sync = ClockSync(
+            repository,
+            base,
+            interval=self.clock_sync_interval,
+            warn_threshold=self.clock_skew_threshold,
+            timeout=STORE_CALL_TIMEOUT,
+        )
+        if not await sync.start():
+            return base, None
+        return sync.clock, sync
 
     def main(self) -> None:
         """Run the app until SIGINT or SIGTERM: the first drains gracefully, a second exits at once.
@@ -256,10 +290,13 @@ def _positive(name: str, value: datetime.timedelta | float, *, allow_zero: bool 
 class PyncetteContext:
     """A running app: the store, the poll loop, and the API to manage dynamic instances."""
 
-    def __init__(self, app: Pyncette, repository: Repository, clock: Clock, items: dict[str, Any]) -> None:
+    def __init__(
+        self, app: Pyncette, repository: Repository, clock: Clock, items: dict[str, Any], *, clock_sync: ClockSync | None = None
+    ) -> None:
         self.app = app
         self.repository = repository
         self.clock = clock
+        self.clock_sync = clock_sync
         self._items = items
         self.last_tick: datetime.datetime | None = None
         self.last_successful_poll: datetime.datetime | None = None
@@ -303,6 +340,7 @@ class PyncetteContext:
 
                     self._spawn = spawn
                     while not self.shutting_down:
+                        await self._resync_clock()
                         await self._poll_due(self.clock.now())
                         await self._sleep_until(self._wake_time())
                     self._spawn = None
@@ -328,6 +366,7 @@ class PyncetteContext:
                 for _ in range(MAX_CLAIM_ROUNDS_PER_TICK):
                     batch: list[Execution] = []
                     self._spawn = batch.append
+                    await self._resync_clock()
                     await self._poll_due(self.clock.now())
                     self._spawn = None
                     if not batch:
@@ -359,6 +398,8 @@ class PyncetteContext:
     def _wake_time(self) -> datetime.datetime:
         now = self.clock.now()
         horizon = now + self.app.poll_interval
+        if self.clock_sync is not None:
+            horizon = min(horizon, self.clock_sync.resync_at)
         return min([horizon, *self._next_check.values()])
 
     async def _sleep_until(self, deadline: datetime.datetime) -> None:
@@ -370,6 +411,10 @@ class PyncetteContext:
             await self.clock.sleep_until(deadline)
         self._sleep_scope = None
         self._woken = False
+
+    async def _resync_clock(self) -> None:
+        if self.clock_sync is not None:
+            await self.clock_sync.resync_if_due()
 
     def _note_next_run(self, scope: str, when: datetime.datetime) -> None:
         current = self._next_check.get(scope)

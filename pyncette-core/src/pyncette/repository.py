@@ -8,7 +8,9 @@ compare-and-swaps.
 
 Every operation is atomic on its backend (a transaction, a Lua script, a conditional write). Every
 time a repository needs is passed in as ``now``; a repository never reads a clock of its own for
-scheduling decisions, which keeps it testable with a controllable clock.
+scheduling decisions, which keeps it testable with a controllable clock. The one exception is
+:meth:`Repository.server_time`, which only *reports* the store's clock so that workers can correct
+theirs.
 
 Implementations subclass :class:`Repository` and implement the abstract methods; the docstrings
 below are the whole contract and implementations do not repeat them. The conformance suite in
@@ -138,6 +140,18 @@ class Repository(abc.ABC):
         token are untouched, so a run already in progress completes normally. Paused instances
         are never claimed.
         """
+
+    async def server_time(self) -> datetime.datetime | None:
+        """The store's own clock, timezone-aware in UTC, read in one round trip (optional capability).
+
+        Workers estimate their clock's offset from this time (see :mod:`pyncette.clock_sync`) so
+        that a worker whose clock is off neither claims early nor takes over live leases. The
+        value is read as late as the store allows (the time of the reply, not of a transaction's
+        start), because the caller takes the round trip's midpoint as the moment it was read.
+        ``None``, the default, means that the store has no clock of its own or shares the host's
+        (memory, SQLite): there is nothing to correct against. Errors propagate.
+        """
+        return None
 
     def set_wakeup_callback(self, callback: WakeupCallback) -> None:
         """Ask the repository to push wake-ups to the scheduler (optional capability).

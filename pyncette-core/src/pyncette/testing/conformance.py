@@ -38,6 +38,8 @@ SECOND = datetime.timedelta(seconds=1)
 LEASE = datetime.timedelta(seconds=30)
 
 RepositoryFactory = Callable[[], AsyncContextManager[Repository]]
+SERVER_TIME_TOLERANCE = datetime.timedelta(seconds=2)
+"""How far a store's clock may be from the test machine's clock in the ``server_time`` test."""
 
 
 def registration(key: TaskKey, next_run: datetime.datetime = T0, spec: str = '{"v": 1}', **kwargs: Any) -> Registration:
@@ -474,7 +476,25 @@ class RepositoryConformance:
         page = await repository.list_tasks(odd.task, limit=5)
         assert [s.key for s in page.states] == [odd]
 
-    # the scheduler's policies, end to end on this backend
+    # server_time
+
+    async def test_server_time_is_utc_and_agrees_with_this_host(self, repository: Repository) -> None:
+        """A store's clock, where it has one, is aware UTC and within a few seconds of this host's.
+
+        The suite runs the store on (or synchronised with) the test machine, so each read must
+        fall inside the local send/receive window widened by :data:`SERVER_TIME_TOLERANCE`.
+        A store without a clock must say so consistently (``None`` every time).
+        """
+        readings: list[datetime.datetime | None] = []
+        for _ in range(3):
+            sent = datetime.datetime.now(UTC)
+            moment = await repository.server_time()
+            received = datetime.datetime.now(UTC)
+            readings.append(moment)
+            if moment is not None:
+                assert moment.tzinfo is not None and moment.utcoffset() == datetime.timedelta(0), moment
+                assert sent - SERVER_TIME_TOLERANCE <= moment <= received + SERVER_TIME_TOLERANCE, (sent, moment, received)
+        assert all(r is None for r in readings) or all(r is not None for r in readings), readings
 
     def app(self, repository_factory: RepositoryFactory, **options: Any) -> Pyncette:
         """An app whose store is the backend under test (no plugins are loaded)."""

@@ -196,6 +196,11 @@ class DynamoDBRepository(Repository):
 
     ``client`` is an entered aiobotocore DynamoDB client; the repository never closes it.
     ``max_in_flight`` bounds the requests one call issues at once (size it to the client's pool).
+
+    :meth:`server_time` keeps the default ``None``: DynamoDB has no operation that returns the
+    service's clock (the ``Date`` header of a reply is whole seconds, and moto's is the host's), so
+    workers on DynamoDB rely on their own clocks being synchronised (NTP; AWS hosts use Amazon Time
+    Sync).
     """
 
     def __init__(self, client: Any, *, table_name: str, partition_prefix: str, max_in_flight: int) -> None:

@@ -545,6 +545,14 @@ class MySQLRepository(Repository):
 
     # get_task / list_tasks
 
+    async def server_time(self) -> datetime.datetime:
+        async def read(conn: Any, attempt: _Attempt) -> datetime.datetime:
+            rows = (await self._script(conn, f"SELECT UTC_TIMESTAMP(6){self._end(conn)}"))[0][0]
+            moment: datetime.datetime = rows[0][0]
+            return moment.replace(tzinfo=datetime.timezone.utc)
+
+        return await self._run(read, idempotent=True, what="server_time")
+
     async def get_task(self, key: TaskKey) -> TaskState | None:
         task, instance = _key(key)
 

@@ -348,6 +348,11 @@ class PostgresRepository(Repository):
             return None
         return Lease(owner=lease.owner, token=lease.token, locked_until=stored)
 
+    async def server_time(self) -> datetime.datetime:
+        # clock_timestamp(), unlike now(), is the time of the statement's execution, not of its transaction.
+        moment = await self._run("server_time", lambda conn: conn.fetchval("SELECT clock_timestamp()"))
+        return moment.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+
     async def get_task(self, key: TaskKey) -> TaskState | None:
         row = await self._run("get_task", lambda conn: conn.fetchrow(self._sql.get, key.task, key.instance))
         return None if row is None else _state(row)

@@ -452,6 +452,10 @@ class RedisRepository(Repository):
         extended = await self._run("extend_lease", lambda _retry: self._scripts["extend"](keys=[keys[0], keys[3]], args=args))
         return Lease(owner=lease.owner, token=lease.token, locked_until=locked_until) if int(extended) else None
 
+    async def server_time(self) -> datetime.datetime:
+        seconds, micros = await self._run("server_time", lambda _retry: self._client.time())
+        return datetime.datetime.fromtimestamp(int(seconds), datetime.timezone.utc) + datetime.timedelta(microseconds=int(micros))
+
     async def get_task(self, key: TaskKey) -> TaskState | None:
         keys = self.scope_keys(key.task)[:3]
         reply = await self._run("get_task", lambda _retry: self._scripts["get"](keys=keys, args=[key.instance]))

@@ -124,6 +124,9 @@ class SqliteRepository(Repository):
     ``connection`` is used as given; ``opener`` (None for ``:memory:`` and for a connection the
     caller owns) makes a replacement when the connection turns out to be broken, so the next
     operation works again.
+
+    :meth:`server_time` keeps the default ``None``: every worker of an SQLite database runs on the
+    database's host and reads the same clock.
     """
 
     def __init__(
