@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from pyncette import Context, Pyncette
-from pyncette.clock_sync import RETRY_AFTER_FAILURE, OffsetClock, estimate_offset
+from pyncette.clock_sync import RETRY_AFTER_FAILURE, OffsetClock, OffsetEstimate, estimate_offset
 from pyncette.errors import ConfigurationError
 from pyncette.memory import MemoryRepository
 from pyncette.testing import FakeClock, SkewedClock, run_until
@@ -72,6 +72,15 @@ async def test_estimate_takes_the_midpoint_of_the_shortest_round_trip(clock: Fak
     assert estimate.round_trip == 3 * S / 100
     assert estimate.offset == 7 * S - (S / 50 - S / 100) / 2
     assert store.reads == 3
+
+
+def test_the_correction_never_puts_the_clock_ahead_of_the_store_by_a_measurement_error() -> None:
+    trip = S / 10
+    assert OffsetEstimate(offset=S / 25, round_trip=trip).correction == datetime.timedelta(0)  # within +-trip/2
+    assert OffsetEstimate(offset=-S / 25, round_trip=trip).correction == datetime.timedelta(0)
+    assert OffsetEstimate(offset=MINUTE, round_trip=trip).correction == MINUTE - trip / 2
+    assert OffsetEstimate(offset=-MINUTE, round_trip=trip).correction == -MINUTE - trip / 2
+    assert OffsetEstimate(offset=MINUTE, round_trip=datetime.timedelta(0)).correction == MINUTE
 
 
 async def test_a_store_without_a_clock_is_not_corrected(clock: FakeClock) -> None:

@@ -39,6 +39,21 @@ class OffsetEstimate:
     offset: datetime.timedelta
     round_trip: datetime.timedelta
 
+    @property
+    def correction(self) -> datetime.timedelta:
+        """The offset to apply to the local clock.
+
+        The measured offset is uncertain by half the round trip. Within that it is taken as zero,
+        so a host whose clock agrees with the store's keeps its own time exactly; beyond it the
+        uncertainty is subtracted, so that a measurement error can put the corrected clock behind
+        the store's (a run starts that much late) but never ahead of it (a run starts early, a
+        live lease looks expired).
+        """
+        uncertainty = self.round_trip / 2
+        if abs(self.offset) <= uncertainty:
+            return datetime.timedelta(0)
+        return self.offset - uncertainty
+
 
 async def estimate_offset(repository: Repository, clock: Clock, samples: int = SAMPLES) -> OffsetEstimate | None:
     """Measure ``repository``'s clock against ``clock``; ``None`` when the store has no clock of its own."""
@@ -137,7 +152,7 @@ class ClockSync:
         if estimate is None:
             return False
         self.last_estimate = estimate
-        self.clock.offset = estimate.offset
+        self.clock.offset = estimate.correction
         seconds, round_trip = estimate.offset.total_seconds(), estimate.round_trip.total_seconds()
         if abs(estimate.offset) > self.warn_threshold:
             logger.warning(
