@@ -50,7 +50,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pyncette.hookspecs import hookimpl
-from pyncette.model import ClaimResult, Completion, Lease, Page, RegisterOutcome, Registration, TaskKey, TaskState
+from pyncette.model import ClaimResult, Completion, DueSummary, Lease, Page, RegisterOutcome, Registration, TaskKey, TaskState
 from pyncette.repository import Repository, WakeupCallback
 
 if TYPE_CHECKING:
@@ -290,6 +290,9 @@ class MeasuredRepository(Repository):
         self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
     ) -> bool:
         return await self._timed("set_paused", self.inner.set_paused(now, key, paused, next_run))
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary | None:
+        return await self._timed("count_due", self.inner.count_due(now, task))
 
     def set_wakeup_callback(self, callback: WakeupCallback) -> None:
         self.inner.set_wakeup_callback(callback)

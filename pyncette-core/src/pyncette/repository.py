@@ -25,6 +25,7 @@ from pyncette.errors import LeaseLostException, TaskLockedException
 from pyncette.model import (
     ClaimResult,
     Completion,
+    DueSummary,
     Lease,
     Page,
     RegisterOutcome,
@@ -138,6 +139,19 @@ class Repository(abc.ABC):
         token are untouched, so a run already in progress completes normally. Paused instances
         are never claimed.
         """
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary | None:
+        """Measure the due backlog of scope ``task`` without claiming anything (optional capability).
+
+        Counts the instances that are due by exactly the rule of :meth:`claim_due` (in scope, not
+        paused, ``next_run <= now``, unlocked or with an expired lease) and reports the earliest
+        time one of them became claimable (see :class:`~pyncette.model.DueSummary`). Read-only and
+        not atomic with claims: the numbers are a snapshot for monitoring. The cost must grow with
+        the number of due instances, not with the number stored (count over the due index).
+        Backends that cannot count keep this default, which returns ``None``: "not supported".
+        """
+        del now, task
+        return None
 
     def set_wakeup_callback(self, callback: WakeupCallback) -> None:
         """Ask the repository to push wake-ups to the scheduler (optional capability).
