@@ -9,6 +9,7 @@ import anyio
 import attrs
 
 from pyncette.clock import Clock
+from pyncette.log_format import log_fields, scope_task
 from pyncette.model import Completion
 from pyncette.repository import Repository
 
@@ -74,7 +75,9 @@ class CompletionBatcher:
             with anyio.fail_after(COMMIT_TIMEOUT_SECONDS):
                 results = await self.repository.complete_tasks(self.clock.now(), [p.completion for p in batch])
         except Exception as exc:
-            logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch), exc)
+            tasks = {scope_task(pending.completion.key.task) for pending in batch}
+            extra = log_fields(*tasks) if len(tasks) == 1 else None  # a batch of several tasks names none
+            logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch), exc, extra=extra)
             for pending in batch:
                 pending.error = exc
                 pending.done.set()

@@ -59,6 +59,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pyncette.hookspecs import hookimpl
+from pyncette.log_format import log_fields, scope_task
 from pyncette.model import ClaimResult, Completion, DueSummary, Lease, Page, RegisterOutcome, Registration, TaskKey, TaskState
 from pyncette.repository import Repository, WakeupCallback
 
@@ -160,10 +161,6 @@ def metrics_for(registry: CollectorRegistry | None = None) -> Metrics:
 
 def _task_label(context: Context | None) -> str:
     return context.task.template.name if context is not None else ""
-
-
-def _scope_label(scope: str) -> str:
-    return scope.split(":", 1)[0]
 
 
 class PrometheusPlugin:
@@ -286,7 +283,7 @@ class MeasuredRepository(Repository):
         call = self.inner.claim_due(now, task, owner=owner, lease_duration=lease_duration, limit=limit, instance=instance)
         result = await self._timed("claim_due", call)
         if self._plugin.measure_ticks:
-            label = _scope_label(task)
+            label = scope_task(task)
             self._metrics.polls.labels(label).inc()
             if result.claimed:
                 self._metrics.claimed.labels(label).inc(len(result.claimed))
@@ -300,11 +297,11 @@ class MeasuredRepository(Repository):
         if last is not None and now < last + self._plugin.backlog_interval:
             return
         self._backlog_counted[scope] = now
-        label = _scope_label(scope)
+        label = scope_task(scope)
         try:
             summary = await self.count_due(now, scope)
         except Exception as exc:  # a metric must never fail the poll that already claimed work
-            logger.warning("counting the due backlog of %s failed: %s", scope, exc, extra={"task": label})
+            logger.warning("counting the due backlog of %s failed: %s", scope, exc, extra=log_fields(label))
             return
         if summary is None:
             return
