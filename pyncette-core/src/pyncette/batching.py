@@ -9,6 +9,7 @@ import anyio
 import attrs
 
 from pyncette.clock import Clock
+from pyncette.log_format import log_fields, scope_task
 from pyncette.model import Completion
 from pyncette.repository import Repository
 
@@ -80,7 +81,9 @@ class CompletionBatcher:
             with anyio.fail_after(COMMIT_TIMEOUT_SECONDS):
                 results = await self.repository.complete_tasks(self.clock.now(), batch.completions)
         except Exception as exc:
-            logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch.completions), exc)
+            tasks = {scope_task(completion.key.task) for completion in batch.completions}
+            extra = log_fields(*tasks) if len(tasks) == 1 else None  # a batch of several tasks names none
+            logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch.completions), exc, extra=extra)
             batch.error = exc
             batch.done.set()
             return

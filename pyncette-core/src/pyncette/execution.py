@@ -14,6 +14,7 @@ import attrs
 
 from pyncette.context import Context
 from pyncette.errors import LeaseLostException
+from pyncette.log_format import log_fields
 from pyncette.model import CatchUp, ClaimedTask, Completion, ExecutionMode, FailureMode, Lease, from_micros, to_micros
 from pyncette.schedule import resolve_misfire
 
@@ -97,6 +98,18 @@ class Execution:
     def __attrs_post_init__(self) -> None:
         self._lease = self.claimed.lease
 
+    def log_fields(self, outcome: str | None = None, slot: datetime.datetime | None = None) -> dict[str, Any]:
+        """The structured fields of a log record about this execution (see :func:`pyncette.log_format.log_fields`)."""
+        context = self._context
+        return log_fields(
+            self.task.template.name,
+            self.claimed.state.key.instance,
+            scheduled_at=context.scheduled_at if context is not None else slot,
+            fencing_token=self._lease.token,
+            attempt=context.attempt if context is not None else None,
+            outcome=outcome,
+        )
+
     @property
     def _hooks(self) -> Any:
         return self.app_context.app.plugin_manager.hook
@@ -111,7 +124,9 @@ class Execution:
                     state = self.claimed.state
                     release = Completion(key=state.key, lease=self._lease, next_run=state.next_run, data=state.data)
                     await self.app_context.repository.complete_tasks(self.app_context.clock.now(), [release])
-                    logger.info("task %s cancelled at shutdown; its lease was released", self.task.full_name)
+                    logger.info(
+                        "task %s cancelled at shutdown; its lease was released", self.task.full_name, extra=self.log_fields()
+                    )
             raise
 
     async def _run(self) -> None:
@@ -153,7 +168,11 @@ class Execution:
         if self.app_context.clock.now() >= lease.locked_until:
             # The worker was too busy to start the task within its lease; another worker may have
             # claimed it since. Starting now could run it twice at once, so leave it to a new claim.
-            logger.warning("task %s: lease expired before the task could start; it is left for a new claim", self.task.full_name)
+            logger.warning(
+                "task %s: lease expired before the task could start; it is left for a new claim",
+                self.task.full_name,
+                extra=self.log_fields(slot=slot),
+            )
             return
         succeeded = await self._run_body(slot, data, lease)
         if succeeded is None:
@@ -231,7 +250,13 @@ class Execution:
                 group.start_soon(self._heartbeat_loop, interval, group.cancel_scope)
                 group.start_soon(body)
         if error is not None:
-            logger.error("task %s (scheduled at %s) failed", self.task.full_name, slot.isoformat(), exc_info=error)
+            logger.error(
+                "task %s (scheduled at %s) failed",
+                self.task.full_name,
+                slot.isoformat(),
+                exc_info=error,
+                extra=self.log_fields(outcome="failed"),
+            )
             if lease is None:
                 self._report("failed")
             return False
@@ -263,12 +288,14 @@ class Execution:
             try:
                 await self._context.heartbeat()
             except LeaseLostException:
-                logger.warning("task %s lost its lease while running", self.task.full_name)
+                logger.warning(
+                    "task %s lost its lease while running", self.task.full_name, extra=self.log_fields(outcome="lease_lost")
+                )
                 if self.task.template.cancel_on_lease_lost:
                     body.cancel()
                 return
             except Exception as exc:
-                logger.warning("task %s: lease extension failed: %s", self.task.full_name, exc)
+                logger.warning("task %s: lease extension failed: %s", self.task.full_name, exc, extra=self.log_fields())
                 self._hooks.pyncette_on_lease_extension_failed(context=self._context, error=exc)
 
     # completion
@@ -285,13 +312,21 @@ class Execution:
                 break
             except Exception as exc:
                 if attempt == COMMIT_ATTEMPTS - 1:
-                    logger.error("task %s: could not commit (%s); its lease will expire", self.task.full_name, exc)
+                    logger.error(
+                        "task %s: could not commit (%s); its lease will expire",
+                        self.task.full_name,
+                        exc,
+                        extra=self.log_fields(outcome),
+                    )
                     return False
-                logger.debug("task %s: commit failed (%s), retrying", self.task.full_name, exc)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "task %s: commit failed (%s), retrying", self.task.full_name, exc, extra=self.log_fields(outcome)
+                    )
                 await anyio.sleep(delay)
                 delay *= 2
         if not applied:
-            logger.warning("task %s: lease lost before commit", self.task.full_name)
+            logger.warning("task %s: lease lost before commit", self.task.full_name, extra=self.log_fields("lease_lost"))
             if outcome is not None:
                 self._hooks.pyncette_on_lease_lost(context=self._context)
                 self._report("lease_lost")

@@ -30,6 +30,38 @@ _STANDARD_ATTRIBUTES = frozenset(
 )
 
 
+def log_fields(
+    task: str,
+    instance: str = "",
+    *,
+    scheduled_at: datetime.datetime | None = None,
+    fencing_token: int | None = None,
+    attempt: int | None = None,
+    outcome: str | None = None,
+) -> dict[str, Any]:
+    """The ``extra=`` of a pyncette log record about a task or one of its instances.
+
+    ``task`` is the task's name (a dynamic task's template, never a partition scope, as in the
+    Prometheus labels); ``instance`` is a dynamic instance's name and is left out for static tasks,
+    like every other field that is ``None``. ``scheduled_at`` is written as ISO 8601 text. Call it
+    only on paths that do log (warnings, errors), so running a task costs nothing extra.
+    """
+    fields: dict[str, Any] = {"task": task}
+    if instance:
+        fields["instance"] = instance
+    if scheduled_at is not None:
+        fields["scheduled_at"] = scheduled_at.isoformat()
+    for name, value in (("fencing_token", fencing_token), ("attempt", attempt), ("outcome", outcome)):
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def scope_task(scope: str) -> str:
+    """The task name of a storage scope (``"name"`` or ``"name:<partition>"``)."""
+    return scope.split(":", 1)[0]
+
+
 class JsonFormatter(logging.Formatter):
     """Formats each record as one JSON object on one line.
 

@@ -20,6 +20,7 @@ from pyncette.model import (
     ClaimedTask,
     ClaimResult,
     Completion,
+    DueSummary,
     Lease,
     Page,
     RegisterOutcome,
@@ -57,6 +58,22 @@ class _Scope:
             if self._valid(entry):
                 return self.states[entry[1]]
         return None
+
+    def due(self, now: datetime.datetime) -> DueSummary:
+        """Count the due instances by walking the heap entries eligible at ``now`` (O(due log n))."""
+        seen: set[str] = set()
+        oldest: datetime.datetime | None = None
+        pending = [0] if self.heap else []
+        while pending:
+            index = pending.pop()
+            entry = self.heap[index]
+            if entry[0] > now:
+                continue
+            if entry[1] not in seen and self._valid(entry):
+                seen.add(entry[1])
+                oldest = entry[0] if oldest is None else min(oldest, entry[0])
+            pending.extend(child for child in (2 * index + 1, 2 * index + 2) if child < len(self.heap))
+        return DueSummary(count=len(seen), oldest=oldest)
 
     def earliest(self) -> datetime.datetime | None:
         while self.heap and not self._valid(self.heap[0]):
@@ -141,6 +158,10 @@ class MemoryRepository(Repository):
         earliest = scope.earliest()
         next_due = earliest if earliest is not None and earliest > now else None
         return ClaimResult(claimed=tuple(claimed), more=more, next_due=next_due)
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary:
+        scope = self._scopes.get(task)
+        return scope.due(now) if scope is not None else DueSummary(count=0)
 
     def _holds(self, key: TaskKey, lease: Lease) -> TaskState | None:
         stored = self._get(key)

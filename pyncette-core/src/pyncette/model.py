@@ -168,6 +168,20 @@ class ClaimResult:
 
 
 @attrs.frozen(kw_only=True)
+class DueSummary:
+    """Result of :meth:`Repository.count_due`: the due backlog of one scope at ``now``.
+
+    ``count`` is the number of instances :meth:`Repository.claim_due` would claim at ``now`` with an
+    unbounded ``limit``. ``oldest`` is the earliest time at which one of them became claimable:
+    its ``next_run``, or the end of an expired lease that outlasted its ``next_run`` (the order
+    every due index keeps); ``None`` when ``count`` is 0.
+    """
+
+    count: int
+    oldest: datetime.datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Completion:
     """Release of a claimed instance (see :meth:`Repository.complete_tasks`).
 

@@ -27,17 +27,26 @@ metric                                              type       meaning
 ``pyncette_leases_lost_total{task}``                counter    running executions whose lease was lost
 ``pyncette_polls_total{task}``                      counter    claims of due instances (``measure_ticks``)
 ``pyncette_claimed_total{task}``                    counter    instances claimed by those polls
-``pyncette_oldest_due_age_seconds{task}``           gauge      at the last poll, how long the oldest instance
-                                                               it claimed had been due (0 when none was due)
+``pyncette_due_backlog{task}``                      gauge      instances due but unclaimed, summed over the
+                                                               task's partitions (``measure_backlog``)
+``pyncette_oldest_due_age_seconds{task}``           gauge      how long the oldest of them has been claimable
+                                                               (0 when none is due)
 ``pyncette_repository_operation_duration_seconds``  histogram  store round trips by ``operation``
                                                                (``measure_repositories``)
 ``pyncette_repository_operation_errors_total``      counter    store operations that raised, by ``operation``
 ==================================================  =========  ===================================================
+
+The backlog gauges come from :meth:`~pyncette.repository.Repository.count_due`, asked right after
+a poll of a scope claimed its batch, at most once per ``backlog_interval`` per scope, with the time
+of that poll. They are store-wide numbers for the scopes this worker polls: workers polling the
+same scopes report the same values, so aggregate them with ``max by (task)``, not ``sum``. A backend
+whose ``count_due`` returns ``None`` reports no backlog gauges.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 import time
 import weakref
@@ -50,7 +59,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pyncette.hookspecs import hookimpl
-from pyncette.model import ClaimResult, Completion, Lease, Page, RegisterOutcome, Registration, TaskKey, TaskState
+from pyncette.log_format import log_fields, scope_task
+from pyncette.model import ClaimResult, Completion, DueSummary, Lease, Page, RegisterOutcome, Registration, TaskKey, TaskState
 from pyncette.repository import Repository, WakeupCallback
 
 if TYPE_CHECKING:
@@ -58,10 +68,14 @@ if TYPE_CHECKING:
     from pyncette.healthcheck import Response
     from pyncette.pyncette import Pyncette, PyncetteContext
 
+logger = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 """Lateness spans milliseconds (a static task on time) to hours (catching up after an outage)."""
+DEFAULT_BACKLOG_INTERVAL = datetime.timedelta(seconds=15)
+"""How often each scope's backlog is counted by default: a typical Prometheus scrape interval."""
 REPOSITORY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
 """Store round trips: sub-millisecond (SQLite, Redis on loopback) to seconds (a struggling server)."""
 
@@ -82,6 +96,7 @@ class Metrics:
     leases_lost: Counter
     polls: Counter
     claimed: Counter
+    due_backlog: Gauge
     oldest_due_age: Gauge
     repository_duration: Histogram
     repository_errors: Counter
@@ -110,9 +125,10 @@ class Metrics:
             leases_lost=Counter("pyncette_leases_lost", "Executions whose lease was lost", task, registry=registry),
             polls=Counter("pyncette_polls", "Claims of due instances", task, registry=registry),
             claimed=Counter("pyncette_claimed", "Instances claimed", task, registry=registry),
+            due_backlog=Gauge("pyncette_due_backlog", "Instances due but unclaimed", task, registry=registry),
             oldest_due_age=Gauge(
                 "pyncette_oldest_due_age_seconds",
-                "At the last poll, how long the oldest instance it claimed had been due",
+                "How long the oldest due but unclaimed instance has been claimable",
                 task,
                 registry=registry,
             ),
@@ -147,10 +163,6 @@ def _task_label(context: Context | None) -> str:
     return context.task.template.name if context is not None else ""
 
 
-def _scope_label(scope: str) -> str:
-    return scope.split(":", 1)[0]
-
-
 class PrometheusPlugin:
     """A pyncette plugin that records :class:`Metrics`; register it with :func:`use_prometheus`.
 
@@ -164,6 +176,8 @@ class PrometheusPlugin:
         measure_repositories: bool = True,
         measure_ticks: bool = True,
         measure_executions: bool = True,
+        measure_backlog: bool = True,
+        backlog_interval: datetime.timedelta | float = DEFAULT_BACKLOG_INTERVAL,
     ) -> None:
         self.metrics = metrics_for(registry)
         self.port: int | None = None
@@ -171,6 +185,12 @@ class PrometheusPlugin:
         self.measure_repositories = measure_repositories
         self.measure_ticks = measure_ticks
         self.measure_executions = measure_executions
+        self.measure_backlog = measure_backlog
+        if not isinstance(backlog_interval, datetime.timedelta):
+            backlog_interval = datetime.timedelta(seconds=backlog_interval)
+        if backlog_interval < datetime.timedelta(0):
+            raise ValueError(f"backlog_interval must not be negative, not {backlog_interval}")
+        self.backlog_interval = backlog_interval
 
     @hookimpl
     def pyncette_middlewares(self, app: Pyncette) -> Sequence[Callable[..., Awaitable[None]]]:
@@ -214,18 +234,20 @@ class PrometheusPlugin:
 
     @hookimpl
     def pyncette_repository_wrappers(self, app: Pyncette) -> Sequence[Callable[[Repository], Repository]]:
-        if not (self.measure_repositories or self.measure_ticks):
+        if not (self.measure_repositories or self.measure_ticks or self.measure_backlog):
             return []
         return [lambda repository: MeasuredRepository(repository, self)]
 
 
 class MeasuredRepository(Repository):
-    """A repository that times every operation of the one it wraps and counts claims."""
+    """A repository that times every operation of the one it wraps, counts claims and measures backlogs."""
 
     def __init__(self, inner: Repository, plugin: PrometheusPlugin) -> None:
         self.inner = inner
         self._plugin = plugin
         self._metrics = plugin.metrics
+        self._backlog_counted: dict[str, datetime.datetime] = {}  # scope -> the poll time it was last counted at
+        self._backlogs: dict[str, dict[str, DueSummary]] = {}  # task label -> scope -> its last count
 
     def __getattr__(self, name: str) -> Any:  # backend-specific extras (close(), describe(), ...)
         return getattr(self.inner, name)
@@ -261,16 +283,34 @@ class MeasuredRepository(Repository):
         call = self.inner.claim_due(now, task, owner=owner, lease_duration=lease_duration, limit=limit, instance=instance)
         result = await self._timed("claim_due", call)
         if self._plugin.measure_ticks:
-            label = _scope_label(task)
+            label = scope_task(task)
             self._metrics.polls.labels(label).inc()
             if result.claimed:
                 self._metrics.claimed.labels(label).inc(len(result.claimed))
-                # Claims go in eligibility order, so the first claimed instances are the oldest due.
-                oldest = min(claimed.state.next_run for claimed in result.claimed)
-                self._metrics.oldest_due_age.labels(label).set(max((now - oldest).total_seconds(), 0.0))
-            elif not result.more:
-                self._metrics.oldest_due_age.labels(label).set(0.0)
+        if self._plugin.measure_backlog:
+            await self._measure_backlog(now, task)
         return result
+
+    async def _measure_backlog(self, now: datetime.datetime, scope: str) -> None:
+        """Count the backlog of ``scope`` if its last count is ``backlog_interval`` old; set the task's gauges."""
+        last = self._backlog_counted.get(scope)
+        if last is not None and now < last + self._plugin.backlog_interval:
+            return
+        self._backlog_counted[scope] = now
+        label = scope_task(scope)
+        try:
+            summary = await self.count_due(now, scope)
+        except Exception as exc:  # a metric must never fail the poll that already claimed work
+            logger.warning("counting the due backlog of %s failed: %s", scope, exc, extra=log_fields(label))
+            return
+        if summary is None:
+            return
+        scopes = self._backlogs.setdefault(label, {})
+        scopes[scope] = summary
+        oldest = min((s.oldest for s in scopes.values() if s.oldest is not None), default=None)
+        self._metrics.due_backlog.labels(label).set(sum(s.count for s in scopes.values()))
+        age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+        self._metrics.oldest_due_age.labels(label).set(age)
 
     async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
         return await self._timed("complete_tasks", self.inner.complete_tasks(now, completions))
@@ -293,6 +333,9 @@ class MeasuredRepository(Repository):
 
     async def server_time(self) -> datetime.datetime | None:
         return await self._timed("server_time", self.inner.server_time())
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary | None:
+        return await self._timed("count_due", self.inner.count_due(now, task))
 
     def set_wakeup_callback(self, callback: WakeupCallback) -> None:
         self.inner.set_wakeup_callback(callback)
@@ -318,6 +361,8 @@ def use_prometheus(
     measure_ticks: bool = True,
     measure_executions: bool = True,
     *,
+    measure_backlog: bool = True,
+    backlog_interval: datetime.timedelta | float = DEFAULT_BACKLOG_INTERVAL,
     registry: CollectorRegistry | None = None,
     port: int | None = None,
     bind_address: str = "0.0.0.0",
@@ -327,13 +372,16 @@ def use_prometheus(
     Metrics go to ``registry`` (default: prometheus_client's global registry, which
     ``prometheus_client.start_http_server`` and ``make_asgi_app`` serve). With ``port``, an HTTP
     server on ``bind_address:port`` serves the metrics while the app runs (``port=0`` picks a free
-    port: the plugin's ``port`` holds it once the app started).
+    port: the plugin's ``port`` holds it once the app started). ``measure_backlog`` counts each
+    polled scope's due backlog at most every ``backlog_interval`` (a timedelta or seconds).
     """
     plugin = PrometheusPlugin(
         registry,
         measure_repositories=measure_repositories,
         measure_ticks=measure_ticks,
         measure_executions=measure_executions,
+        measure_backlog=measure_backlog,
+        backlog_interval=backlog_interval,
     )
     app.plugin_manager.register(plugin)
     app._chain = None  # the middleware chain is built on first use; include this plugin's

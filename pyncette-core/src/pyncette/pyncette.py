@@ -24,6 +24,7 @@ from pyncette.clock_sync import ClockSync
 from pyncette.context import Context
 from pyncette.errors import ConfigurationError, TaskDefinitionError, TaskLockedException, TaskNotFoundError
 from pyncette.execution import Execution, InstanceData, Middleware, call_chain
+from pyncette.log_format import log_fields
 from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus
 from pyncette.plugins import create_plugin_manager, resolve_backend
 from pyncette.repository import Repository, RepositoryFactory
@@ -449,7 +450,9 @@ class PyncetteContext:
             failures = self._failures[scope] = self._failures.get(scope, 0) + 1
             backoff = min(self.app.poll_interval * 2 ** min(failures, 10), POLL_BACKOFF_MAX)
             backoff *= random.uniform(0.5, 1.0)
-            logger.warning("polling %s failed (%s); retrying in %.1fs", scope, exc, backoff.total_seconds())
+            logger.warning(
+                "polling %s failed (%s); retrying in %.1fs", scope, exc, backoff.total_seconds(), extra=log_fields(task.name)
+            )
             self._next_check[scope] = now + backoff
             return
         self._failures.pop(scope, None)
@@ -498,13 +501,19 @@ class PyncetteContext:
         marker = (state.key, state.spec + "\0" + state.data)
         if marker not in self._undecodable:
             self._undecodable.add(marker)
-            logger.error("cannot run stored instance %s/%s: %s; leaving it in place", task.name, state.key.instance, problem)
+            logger.error(
+                "cannot run stored instance %s/%s: %s; leaving it in place",
+                task.name,
+                state.key.instance,
+                problem,
+                extra=log_fields(task.name, state.key.instance, fencing_token=state.fencing_token),
+            )
 
     async def _execute(self, execution: Execution) -> None:
         try:
             await execution.run()
         except Exception:
-            logger.exception("internal error while running %s", execution.task.full_name)
+            logger.exception("internal error while running %s", execution.task.full_name, extra=execution.log_fields())
         finally:
             self._running -= 1
             if self._running == 0:
@@ -653,7 +662,9 @@ class PyncetteContext:
         try:
             task = template.from_spec(state.key.instance, json.loads(state.spec)) if template.dynamic else template
         except Exception as exc:
-            logger.warning("cannot read stored instance %s (%s)", state.key, exc)
+            logger.warning(
+                "cannot read stored instance %s (%s)", state.key, exc, extra=log_fields(template.name, state.key.instance)
+            )
             return None
         data = InstanceData.load(state.data)
         status = TaskStatus(

@@ -27,6 +27,7 @@ from pyncette.errors import LeaseLostException, TaskLockedException
 from pyncette.model import (
     ClaimResult,
     Completion,
+    DueSummary,
     Lease,
     Page,
     RegisterOutcome,
@@ -151,6 +152,19 @@ class Repository(abc.ABC):
         ``None``, the default, means that the store has no clock of its own or shares the host's
         (memory, SQLite): there is nothing to correct against. Errors propagate.
         """
+        return None
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary | None:
+        """Measure the due backlog of scope ``task`` without claiming anything (optional capability).
+
+        Counts the instances that are due by exactly the rule of :meth:`claim_due` (in scope, not
+        paused, ``next_run <= now``, unlocked or with an expired lease) and reports the earliest
+        time one of them became claimable (see :class:`~pyncette.model.DueSummary`). Read-only and
+        not atomic with claims: the numbers are a snapshot for monitoring. The cost must grow with
+        the number of due instances, not with the number stored (count over the due index).
+        Backends that cannot count keep this default, which returns ``None``: "not supported".
+        """
+        del now, task
         return None
 
     def set_wakeup_callback(self, callback: WakeupCallback) -> None:

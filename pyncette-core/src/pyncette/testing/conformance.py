@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, AsyncContextManager, AsyncIterator, Calla
 import anyio
 import pytest
 
-from pyncette.model import Completion, Lease, RegisterOutcome, Registration, TaskKey, TaskState, to_micros
+from pyncette.model import Completion, DueSummary, Lease, RegisterOutcome, Registration, TaskKey, TaskState, to_micros
 from pyncette.repository import Repository
 
 if TYPE_CHECKING:
@@ -326,6 +326,58 @@ class RepositoryConformance:
                     for index in range(4):
                         group.start_soon(claim, index)
                 assert len(winners) == 1
+
+    # count_due
+
+    @staticmethod
+    async def _count_due(repository: Repository, now: datetime.datetime, task: str) -> DueSummary:
+        summary = await repository.count_due(now, task)
+        if summary is None:
+            pytest.skip(f"{type(repository).__name__}.count_due returns None: the backend does not measure its backlog")
+        return summary
+
+    async def test_count_due_counts_exactly_what_a_claim_would_take(self, repository: Repository, scope: str) -> None:
+        regs = [
+            registration(TaskKey(scope, "late"), next_run=T0 - 5 * SECOND),
+            registration(TaskKey(scope, "exact"), next_run=T0),
+            registration(TaskKey(scope, "future"), next_run=T0 + 99 * SECOND),
+            registration(TaskKey(scope, "paused"), next_run=T0 - 90 * SECOND),
+            registration(TaskKey(scope, "locked"), next_run=T0 - 80 * SECOND),
+            registration(TaskKey(scope, "expired"), next_run=T0 - 70 * SECOND),
+            registration(TaskKey(f"{scope}-other", "x"), next_run=T0 - 99 * SECOND),
+        ]
+        await repository.register_tasks(T0 - 100 * SECOND, regs)
+        await repository.set_paused(T0, TaskKey(scope, "paused"), True)
+        # "expired" was claimed by a worker that vanished: its lease ran out at T0 - 30 s, after its next_run.
+        claim = repository.claim_due
+        await claim(T0 - 40 * SECOND, scope, owner="gone", lease_duration=10 * SECOND, limit=1, instance="expired")
+        await claim(T0 - SECOND, scope, owner="busy", lease_duration=LEASE, limit=1, instance="locked")
+        assert await self._count_due(repository, T0, scope) == DueSummary(count=3, oldest=T0 - 30 * SECOND)
+        # A moment before "exact" is due; and before "late" was due and the lease of "expired" ran out.
+        assert await self._count_due(repository, T0 - SECOND, scope) == DueSummary(count=2, oldest=T0 - 30 * SECOND)
+        assert await self._count_due(repository, T0 - 31 * SECOND, scope) == DueSummary(count=0, oldest=None)
+        result = await claim(T0, scope, owner="w", lease_duration=LEASE, limit=100)
+        assert sorted(c.state.key.instance for c in result.claimed) == ["exact", "expired", "late"]
+        assert await self._count_due(repository, T0, scope) == DueSummary(count=0, oldest=None)
+        # Once the leases run out, all of them are due again, "locked" included (its lease ended first).
+        later = T0 + LEASE
+        assert await self._count_due(repository, later, scope) == DueSummary(count=4, oldest=T0 - SECOND + LEASE)
+
+    async def test_count_due_of_static_and_partitioned_scopes(self, repository: Repository, scope: str) -> None:
+        static, first, second = f"{scope}-static", f"{scope}:0", f"{scope}:1"
+        regs = [
+            registration(TaskKey(static), next_run=T0 - 2 * SECOND),
+            registration(TaskKey(first, "a"), next_run=T0 - 3 * SECOND),
+            registration(TaskKey(first, "b"), next_run=T0 + 3 * SECOND),
+            *(registration(TaskKey(second, f"i{i}"), next_run=T0 - i * SECOND) for i in range(1, 6)),
+        ]
+        await repository.register_tasks(T0 - 10 * SECOND, regs)
+        assert await self._count_due(repository, T0, static) == DueSummary(count=1, oldest=T0 - 2 * SECOND)
+        assert await self._count_due(repository, T0, first) == DueSummary(count=1, oldest=T0 - 3 * SECOND)
+        assert await self._count_due(repository, T0, second) == DueSummary(count=5, oldest=T0 - 5 * SECOND)
+        assert await self._count_due(repository, T0, scope) == DueSummary(count=0, oldest=None)
+        await repository.unregister_task(T0, TaskKey(second, "i5"))
+        assert await self._count_due(repository, T0, second) == DueSummary(count=4, oldest=T0 - 4 * SECOND)
 
     # complete_tasks
 

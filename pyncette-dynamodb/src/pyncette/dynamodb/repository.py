@@ -29,6 +29,7 @@ from pyncette.model import (
     ClaimedTask,
     ClaimResult,
     Completion,
+    DueSummary,
     Lease,
     Page,
     RegisterOutcome,
@@ -439,6 +440,40 @@ class DynamoDBRepository(Repository):
         )
         items = response.get("Items", [])
         return int(items[0][c.ATTR_DUE]["N"]) if items else None
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary:
+        """Query the due index with ``Select=COUNT``, page by page, plus one ``Limit=1`` query for the oldest.
+
+        Reads only the scope's due index entries, but DynamoDB bills a query by the data it reads
+        (about one read unit per 4 KB of index entries, eventually consistent), so a large backlog
+        costs a proportionate number of read units on every call. The index is eventually
+        consistent: the numbers may trail recent writes by a moment.
+        """
+        names = {"#rdy": c.ATTR_READY, "#due": c.ATTR_DUE}
+        values = {":pk": _s(self._pk(task)), ":now": _n(to_micros(now))}
+        query = functools.partial(
+            self._call,
+            "query",
+            IndexName=c.INDEX_NAME,
+            KeyConditionExpression="#rdy = :pk AND #due <= :now",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+        first = (await query(ScanIndexForward=True, Limit=1)).get("Items", [])
+        if not first:
+            return DueSummary(count=0)
+        count = 0
+        start_key: Item | None = None
+        while True:
+            kwargs: dict[str, Any] = {"ExclusiveStartKey": start_key} if start_key else {}
+            response = await query(Select="COUNT", **kwargs)
+            count += int(response.get("Count", 0))
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                break
+        if count == 0:  # the oldest one was claimed in between
+            return DueSummary(count=0)
+        return DueSummary(count=count, oldest=from_micros(int(first[0][c.ATTR_DUE]["N"])))
 
     async def _claim_one(self, key: Item, claim: _Claim) -> TaskState | None:
         names = {

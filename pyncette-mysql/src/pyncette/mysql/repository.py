@@ -29,6 +29,7 @@ from pyncette.model import (
     ClaimedTask,
     ClaimResult,
     Completion,
+    DueSummary,
     Lease,
     Page,
     RegisterOutcome,
@@ -416,6 +417,20 @@ class MySQLRepository(Repository):
             return result
 
         return await self._run(claim, idempotent=False, what="claim_due")
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary:
+        """One aggregate over the due range of the ``(task, due_at)`` index (a covering range scan)."""
+        task_b, _ = _key(TaskKey(task))
+
+        async def count(conn: Any, attempt: _Attempt) -> DueSummary:
+            sql = (
+                f"SELECT COUNT(*), MIN(due_at) FROM {self._table} FORCE INDEX ({constants.DUE_INDEX}) "
+                f"WHERE task = %s AND due_at <= %s{self._end(conn)}"
+            )
+            ((total, oldest),) = (await self._script(conn, sql, (task_b, to_micros(now))))[0][0]
+            return DueSummary(count=int(total), oldest=None if oldest is None else from_micros(int(oldest)))
+
+        return await self._run(count, idempotent=True, what="count_due")
 
     async def _recover_claim(self, conn: Any, planned: ClaimResult, owner: bytes, until_us: int) -> ClaimResult | None:
         """The planned claims that a previous try committed before its reply was lost, or ``None``."""

@@ -22,6 +22,7 @@ from pyncette.model import (
     ClaimedTask,
     ClaimResult,
     Completion,
+    DueSummary,
     Lease,
     Page,
     RegisterOutcome,
@@ -160,6 +161,11 @@ class Statements:
             UPDATE {t} SET locked_until = $5
             WHERE task = $1 AND instance = $2 AND locked_by = $3 AND fencing_token = $4
             RETURNING locked_until
+        """
+        # $1 task, $2 now: the claim's eligibility rule, read over the (task, next_run) due index.
+        self.count_due = f"""
+            SELECT count(*), min(GREATEST(next_run, locked_until)) FROM {t}
+            WHERE task = $1 AND next_run <= $2 AND NOT paused AND (locked_until IS NULL OR locked_until <= $2)
         """
         self.get = f"SELECT {COLUMNS} FROM {t} WHERE task = $1 AND instance = $2"
         self.list_first = f"SELECT {COLUMNS} FROM {t} WHERE task = $1 ORDER BY instance LIMIT $2"
@@ -352,6 +358,10 @@ class PostgresRepository(Repository):
         # clock_timestamp(), unlike now(), is the time of the statement's execution, not of its transaction.
         moment = await self._run("server_time", lambda conn: conn.fetchval("SELECT clock_timestamp()"))
         return moment.astimezone(datetime.timezone.utc)  # type: ignore[no-any-return]
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary:
+        row = await self._run("count_due", lambda conn: conn.fetchrow(self._sql.count_due, task, now))
+        return DueSummary(count=row[0], oldest=row[1])
 
     async def get_task(self, key: TaskKey) -> TaskState | None:
         row = await self._run("get_task", lambda conn: conn.fetchrow(self._sql.get, key.task, key.instance))

@@ -25,6 +25,7 @@ from pyncette.model import (
     ClaimedTask,
     ClaimResult,
     Completion,
+    DueSummary,
     Lease,
     Page,
     RegisterOutcome,
@@ -415,6 +416,12 @@ class RedisRepository(Repository):
             more=bool(int(more)),
             next_due=from_micros(_micros(next_due)) if _text(next_due) else None,
         )
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary:
+        """ZCOUNT and the first member of the scope's due set: O(log n) whatever the backlog."""
+        keys = self.scope_keys(task)[3:4]
+        count, oldest = await self._run("count_due", lambda _retry: self._scripts["count_due"](keys=keys, args=[to_micros(now)]))
+        return DueSummary(count=int(count), oldest=from_micros(_micros(oldest)) if _text(oldest) else None)
 
     async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
         by_scope: dict[str, list[int]] = defaultdict(list)

@@ -236,6 +236,13 @@ return 1
 """
 )
 
+COUNT_DUE = """
+-- KEYS: due; ARGV: now
+-- Returns {count, earliest score or ""}: the due set is scored by eligibility, so this is the claim's rule.
+local first = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", ARGV[1], "LIMIT", 0, 1, "WITHSCORES")
+return {redis.call("ZCOUNT", KEYS[1], "-inf", ARGV[1]), first[2] or ""}
+"""
+
 GET = """
 -- KEYS: state, spec, data; ARGV: instance
 local s = redis.call("HGET", KEYS[1], ARGV[1])
@@ -274,6 +281,7 @@ ALL = {
     "extend": EXTEND,
     "set_paused": SET_PAUSED,
     "get": GET,
+    "count_due": COUNT_DUE,
     "list": LIST,
 }
 """Every script by name; all are loaded once at start-up and then called by SHA."""

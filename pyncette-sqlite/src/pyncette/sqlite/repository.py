@@ -27,6 +27,7 @@ from pyncette.model import (
     ClaimedTask,
     ClaimResult,
     Completion,
+    DueSummary,
     Lease,
     Page,
     RegisterOutcome,
@@ -429,6 +430,16 @@ class SqliteRepository(Repository):
         if updates:
             await connection.executemany(s.claim_update, updates)
         return states
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary:
+        """One aggregate over the due range of the ``<table>_due`` index."""
+        parameters = {"task": task, "now": to_micros(now)}
+
+        async def work(connection: aiosqlite.Connection) -> DueSummary:
+            ((count, oldest),) = await self._fetch(connection, self.statements.count_due, parameters)
+            return DueSummary(count=count, oldest=None if oldest is None else from_micros(oldest))
+
+        return await self._run("count_due", work, write=False)
 
     async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
         if not completions:

@@ -52,6 +52,7 @@ class Statements:
     claim_instance_select: str
     claim_update: str
     next_due: str
+    count_due: str
     existing_for_register: str
     insert: str
     update_registration: str
@@ -89,6 +90,7 @@ class Statements:
             claim_instance_select=f"SELECT rowid, {COLUMNS} FROM {t} WHERE {due} AND instance = :instance",
             claim_update=f"UPDATE {t} SET locked_by = ?, locked_until = ?, fencing_token = ? WHERE rowid = ?",
             next_due=f"SELECT min({ELIGIBLE}) FROM {t} WHERE task = ? AND paused = 0 AND {ELIGIBLE} > ?",
+            count_due=f"SELECT count(*), min({ELIGIBLE}) FROM {t} WHERE {due}",
             existing_for_register=f"SELECT instance, locked_until FROM {t} WHERE task = ? AND instance IN ",
             insert=f"INSERT INTO {t} (task, instance, spec, data, next_run) VALUES (?, ?, ?, ?, ?)",
             # SET expressions see the row as it was before the UPDATE, so `spec = :spec` compares the stored spec.
