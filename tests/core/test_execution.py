@@ -107,6 +107,18 @@ async def test_retry_back_off_is_exponential_and_capped(clock: FakeClock) -> Non
     assert all(slot == START + 60 * S for _, slot, _ in attempts)
 
 
+async def test_endless_retries_stay_at_the_maximum_delay_when_the_back_off_overflows(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 10 ** 309 overflows a float: the 310th retry's back-off cannot be computed, only capped.
+    attempts, app = await _failing_app(clock, failure_mode=FailureMode.UNLOCK, retry_delay=S, retry_backoff=10, retry_max_delay=S)
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 60 * S + 400 * S)
+    assert [n for _, _, n in attempts] == list(range(1, 402))
+    assert {int((b - a).total_seconds()) for a, b in itertools.pairwise(t for t, _, _ in attempts)} == {1}
+    assert "internal error" not in caplog.text
+
+
 async def test_retry_attempt_survives_a_worker_restart(clock: FakeClock) -> None:
     from pyncette.memory import MemoryRepository
 

@@ -198,7 +198,10 @@ class Execution:
             self._report("failed")
             return
         now = self.app_context.clock.now()
-        delay = min(template.retry_delay * template.retry_backoff ** (attempts - 1), template.retry_max_delay)
+        try:
+            delay = min(template.retry_delay * template.retry_backoff ** (attempts - 1), template.retry_max_delay)
+        except OverflowError:  # endless retries: the back-off outgrew a float or a timedelta long ago
+            delay = template.retry_max_delay
         retry_at = now + delay
         if template.failure_mode is FailureMode.NONE:
             retry_at = max(retry_at, self._lease.locked_until)
