@@ -35,9 +35,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 FixtureFunc = Callable[..., Any]
 
 POLL_BACKOFF_MAX = datetime.timedelta(seconds=30)
-"""Longest pause between polls of a scope whose store keeps failing."""
+"""Default ``poll_backoff_max``: longest pause between polls of a scope whose store keeps failing."""
 STORE_CALL_TIMEOUT = datetime.timedelta(seconds=30)
-"""A claim or commit that takes longer is abandoned and retried: a store call that hangs must not stop the loop."""
+"""Default ``store_timeout``: a claim, commit or heartbeat that takes longer is abandoned (and retried):
+a store call that hangs (a silent network) must not stop the loop or a task's heartbeats."""
 MAX_CLAIM_ROUNDS_PER_TICK = 10_000
 """Bound on back-to-back claims of one tick in tests (catch-up of a long outage, huge backlog)."""
 
@@ -57,6 +58,10 @@ class Pyncette:
     selects the store; with neither, the backend is inferred from the options given, or is the
     default: SQLite in memory when pyncette-sqlite is installed, otherwise the memory backend.
     Every other keyword is a backend option and is checked against the selected backend at once.
+
+    While the store is unreachable, a scope's polls back off exponentially from ``poll_interval``
+    to at most ``poll_backoff_max``, each pause jittered down to half its length; a claim, commit or
+    heartbeat that takes longer than ``store_timeout`` counts as failed.
     """
 
     def __init__(
@@ -68,6 +73,8 @@ class Pyncette:
         concurrency_limit: int = 100,
         batch_size: int = 100,
         shutdown_grace: datetime.timedelta | float = datetime.timedelta(seconds=30),
+        poll_backoff_max: datetime.timedelta | float = POLL_BACKOFF_MAX,
+        store_timeout: datetime.timedelta | float = STORE_CALL_TIMEOUT,
         worker_id: str | None = None,
         plugins: Sequence[Any] = (),
         autoload_plugins: bool | None = None,
@@ -76,6 +83,8 @@ class Pyncette:
     ) -> None:
         self.poll_interval = _positive("poll_interval", poll_interval)
         self.shutdown_grace = _positive("shutdown_grace", shutdown_grace, allow_zero=True)
+        self.poll_backoff_max = _positive("poll_backoff_max", poll_backoff_max)
+        self.store_timeout = _positive("store_timeout", store_timeout)
         for name, value in (("concurrency_limit", concurrency_limit), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
@@ -274,7 +283,7 @@ class PyncetteContext:
         self._starved: set[str] = set()
         self._idle = anyio.Event()
         self._idle.set()
-        self._batcher = CompletionBatcher(repository, clock)
+        self._batcher = CompletionBatcher(repository, clock, timeout=app.store_timeout)
         self._spawn: Callable[[Execution], None] | None = None
         self._undecodable: set[tuple[TaskKey, str]] = set()  # rows already reported as unreadable
         now = clock.now()
@@ -338,7 +347,7 @@ class PyncetteContext:
                             executions.start_soon(self._execute, execution)
             finally:
                 self._batcher.close()
-        self._batcher = CompletionBatcher(self.repository, self.clock)
+        self._batcher = CompletionBatcher(self.repository, self.clock, timeout=self.app.store_timeout)
         return executed
 
     def shutdown(self) -> None:
@@ -391,7 +400,7 @@ class PyncetteContext:
             self._next_check[scope] = now + self.app.poll_interval
             return
         try:
-            with anyio.fail_after(STORE_CALL_TIMEOUT.total_seconds()):
+            with anyio.fail_after(self.app.store_timeout.total_seconds()):
                 result = await self.repository.claim_due(
                     now,
                     scope,
@@ -402,9 +411,15 @@ class PyncetteContext:
                 )
         except Exception as exc:
             failures = self._failures[scope] = self._failures.get(scope, 0) + 1
-            backoff = min(self.app.poll_interval * 2 ** min(failures, 10), POLL_BACKOFF_MAX)
+            backoff = min(self.app.poll_interval * 2 ** min(failures, 10), self.app.poll_backoff_max)
             backoff *= random.uniform(0.5, 1.0)
-            logger.warning("polling %s failed (%s); retrying in %.1fs", scope, exc, backoff.total_seconds())
+            logger.warning(
+                "polling %s failed (%s); retrying in %.1fs",
+                scope,
+                exc,
+                backoff.total_seconds(),
+                extra={"scope": scope, "failures": failures, "retry_in": backoff.total_seconds()},
+            )
             self._next_check[scope] = now + backoff
             return
         self._failures.pop(scope, None)
