@@ -160,7 +160,14 @@ def test_partitioned_task_scopes_and_selector() -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("concurrency_limit", 0), ("batch_size", -1), ("poll_interval", 0), ("concurrency_limit", "10")],
+    [
+        ("concurrency_limit", 0),
+        ("batch_size", -1),
+        ("poll_interval", 0),
+        ("concurrency_limit", "10"),
+        ("poll_backoff_max", 0),
+        ("store_timeout", -1),
+    ],
 )
 def test_bad_app_options(option: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=option):

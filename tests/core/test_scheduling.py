@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -365,3 +366,45 @@ async def test_next_runs_previews_in_the_task_zone(clock: FakeClock) -> None:
         found = await ctx.get_task(dyn, "x")
         assert found is not None
         assert found.next_runs(2, after=clock.now()) == [START + 7 * S, START + 14 * S]
+
+
+class _Unreachable:
+    """A repository whose claims fail while ``down`` is set, as when the store is unreachable."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def claim_due(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise ConnectionError("store down")
+        return await self.inner.claim_due(*args, **kwargs)
+
+
+async def test_failed_polls_back_off_jittered_up_to_poll_backoff_max(clock: FakeClock) -> None:
+    app = make_app(poll_interval=S, poll_backoff_max=5 * S)
+    runs: list[datetime.datetime] = []
+
+    @app.task(interval=S)
+    async def job(context: Context) -> None:
+        runs.append(context.scheduled_at)
+
+    async with app.create(clock=clock) as ctx:
+        store = _Unreachable(ctx.repository)
+        ctx.repository = store  # type: ignore[assignment]
+        store.down = True
+        pauses = []
+        for failures in range(1, 9):
+            await ctx.tick()
+            pauses.append(ctx._next_check[job.name] - clock.now())
+            step = min(S * 2**failures, 5 * S)
+            assert step / 2 <= pauses[-1] <= step, (failures, pauses)
+            clock.advance(pauses[-1])
+        assert len(set(pauses[-4:])) > 1, "the capped pauses are jittered"
+        assert not runs
+        store.down = False
+        assert await ctx.tick() > 0, "the first poll after the outage runs what came due"
+        assert ctx._next_check[job.name] - clock.now() <= S, "the back-off is forgotten once a poll succeeds"

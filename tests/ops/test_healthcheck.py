@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from pyncette import Context, Pyncette
-from pyncette.healthcheck import HealthcheckServer, use_healthcheck_server
+from pyncette.healthcheck import HealthcheckServer, is_alive, is_ready, use_healthcheck_server
 from pyncette.pyncette import PyncetteContext
 from pyncette.testing import FakeClock
 from tests.ops.conftest import free_port
@@ -156,3 +156,15 @@ async def test_garbage_and_silent_clients_do_not_hurt_the_server() -> None:
         async with await anyio.connect_tcp("127.0.0.1", server.port):
             pass
         assert (await get(server, "/livez"))[0] == 200
+
+
+async def test_by_default_liveness_outlasts_a_store_call_that_times_out() -> None:
+    app = make_app(store_timeout=60)
+    clock = FakeClock()
+    async with app.create(clock=clock) as ctx:
+        await ctx.tick()
+        clock.advance(40 * S)  # a claim on a silent network, still within store_timeout
+        assert not is_ready(ctx), "readiness keeps its own bound: the store is not answering"
+        assert is_alive(ctx), "the loop is waiting on the store, not stuck"
+        clock.advance(22 * S)
+        assert not is_alive(ctx), "beyond store_timeout plus a poll interval the loop is stuck"

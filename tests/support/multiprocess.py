@@ -67,6 +67,8 @@ class WorkerPool:
     poll_interval: float = 0.2
     concurrency_limit: int = 100
     environment: Mapping[str, str] = attrs.field(factory=dict)
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+    """More worker configuration (see :mod:`tests.support.worker_app`), e.g. ``health_port``."""
     processes: list[subprocess.Popen[bytes]] = attrs.field(factory=list)
     _logs: list[Path] = attrs.field(factory=list)
 
@@ -80,6 +82,7 @@ class WorkerPool:
             "poll_interval": self.poll_interval,
             "concurrency_limit": self.concurrency_limit,
             "ledger": str(self.ledger),
+            **self.extra,
         }
 
     def start(self, count: int = 1) -> list[subprocess.Popen[bytes]]:
@@ -158,7 +161,7 @@ class WorkerPool:
     def _app(self) -> Any:
         probe = self.ledger / "seeder"
         probe.mkdir(exist_ok=True)
-        return build_app({**self.config(), "ledger": str(probe)})
+        return build_app({**self.config(), "ledger": str(probe), "health_port": None})
 
     # the ledger
 

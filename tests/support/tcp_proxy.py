@@ -1,20 +1,34 @@
-"""A loopback TCP proxy whose connections a test can cut at will.
+"""A loopback TCP proxy whose connections a test can cut, refuse or silence at will.
 
-Used by fault tests: point a backend at ``proxy.port`` instead of the server's port, then call
-:meth:`TcpProxy.cut` to drop every open connection (both directions, abruptly), or
-:meth:`TcpProxy.pause` to refuse new connections for a while, and watch the workers recover.
-Runs in its own thread with its own event loop, so it works for worker subprocesses too.
+Used by fault tests: point a backend at ``proxy.port`` instead of the server's port, then
+
+- :meth:`TcpProxy.cut` drops every open connection (both directions, abruptly, with a reset);
+- :meth:`TcpProxy.down` starts a sustained outage until :meth:`TcpProxy.up`, in one of two modes:
+
+  - ``"refuse"``: open connections are cut and every new one is reset as soon as it is accepted,
+    the way a stopped server or a closed port looks to a client;
+  - ``"blackhole"``: open connections go silent (bytes are swallowed in both directions, nothing is
+    closed) and new ones are accepted but never answered, the way a dead network path looks: a
+    client notices only through its own timeouts. On :meth:`up` every connection that went silent
+    is reset, as a TCP stack gives up on a path that lost its bytes; new connections work again.
+
+Every connection a client opens is recorded in :attr:`TcpProxy.attempts`, and every chunk a client
+sends into the black hole in :attr:`TcpProxy.swallowed` (monotonic times), so that a test can count
+how hard the clients knocked during an outage. Runs in its own thread with its own event loop, so
+it works for worker subprocesses too.
 """
 
 from __future__ import annotations
 
 import socket
-import threading
-from typing import Any
+import time
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
 from anyio.from_thread import start_blocking_portal
+
+OutageMode = Literal["refuse", "blackhole"]
 
 
 class TcpProxy:
@@ -24,11 +38,13 @@ class TcpProxy:
         self._portal: Any = None
         self._listener: anyio.abc.Listener[anyio.abc.SocketStream] | None = None
         self._streams: set[anyio.abc.SocketStream] = set()
-        self._accepting = threading.Event()
-        self._accepting.set()
+        self._silent: set[anyio.abc.SocketStream] = set()
+        self.outage: OutageMode | None = None
         self.port = 0
         self.connections = 0
         self.cuts = 0
+        self.attempts: list[float] = []
+        self.swallowed: list[float] = []
 
     def __enter__(self) -> TcpProxy:
         self._portal_cm = start_blocking_portal()
@@ -50,13 +66,17 @@ class TcpProxy:
         await self._listener.serve(self._handle)
 
     async def _handle(self, client: anyio.abc.SocketStream) -> None:
-        if not self._accepting.is_set():
-            await client.aclose()
+        self.attempts.append(time.monotonic())
+        if self.outage == "refuse":
+            await self._abort(client)
+            return
+        if self.outage == "blackhole":
+            await self._hold(client)
             return
         try:
             upstream = await anyio.connect_tcp(*self.target)
         except OSError:
-            await client.aclose()
+            await self._abort(client)
             return
         self.connections += 1
         self._streams.update((client, upstream))
@@ -69,9 +89,24 @@ class TcpProxy:
             for stream in (client, upstream):
                 await self._abort(stream)
 
+    async def _hold(self, client: anyio.abc.SocketStream) -> None:
+        """Accept and never answer: read and swallow until :meth:`up` resets the connection."""
+        self._silent.add(client)
+        try:
+            async for _chunk in client:
+                self.swallowed.append(time.monotonic())
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._silent.discard(client)
+            await self._abort(client)
+
     async def _pump(self, source: anyio.abc.SocketStream, sink: anyio.abc.SocketStream, scope: anyio.CancelScope) -> None:
         try:
             async for chunk in source:
+                if self.outage == "blackhole":
+                    self.swallowed.append(time.monotonic())
+                    continue
                 await sink.send(chunk)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass
@@ -94,8 +129,16 @@ class TcpProxy:
             await self._abort(stream)
         return len(streams) // 2
 
+    async def _set_outage(self, mode: OutageMode | None) -> None:
+        # Runs on the proxy's loop, so no connection is accepted between the reset and the switch.
+        previous, self.outage = self.outage, mode
+        if mode == "refuse" or previous == "blackhole":
+            await self._cut()
+            for stream in list(self._silent):
+                await self._abort(stream)
+
     async def _close(self) -> None:
-        await self._cut()
+        await self._set_outage("refuse")
         if self._listener is not None:
             await self._listener.aclose()
 
@@ -104,11 +147,14 @@ class TcpProxy:
         self.cuts += 1
         return int(self._portal.call(self._cut))
 
-    def pause(self) -> None:
-        """Refuse new connections (they are accepted and closed at once) and cut the open ones."""
-        self._accepting.clear()
-        self.cut()
+    def down(self, mode: OutageMode = "refuse") -> None:
+        """Start an outage in ``mode`` (see the module docstring); it lasts until :meth:`up`."""
+        self._portal.call(self._set_outage, mode)
 
-    def resume(self) -> None:
-        """Accept and forward new connections again."""
-        self._accepting.set()
+    def up(self) -> None:
+        """End the outage: new connections are forwarded again."""
+        self._portal.call(self._set_outage, None)
+
+    def knocks(self, start: float, end: float) -> list[float]:
+        """Monotonic times of the new connections and swallowed chunks between ``start`` and ``end``."""
+        return sorted(t for t in [*self.attempts, *self.swallowed] if start <= t <= end)

@@ -3,7 +3,9 @@
 Configured by the JSON in the environment variable ``PYNCETTE_TEST_WORKER``:
 ``backend``, ``options`` (backend options), ``mode`` ("at_least_once" / "at_most_once"),
 ``lease`` (seconds), ``heartbeat`` (seconds or null), ``poll_interval`` (seconds), ``ledger``
-(a directory). Each execution appends ``start`` and ``end`` lines to ``<ledger>/<pid>.log``:
+(a directory); optionally ``poll_backoff_max`` and ``store_timeout`` (seconds), and ``health_port``
+with ``max_poll_age`` (seconds) to serve the health probes on 127.0.0.1. Each execution appends
+``start`` and ``end`` lines to ``<ledger>/<pid>.log``:
 ``event<TAB>instance<TAB>pid<TAB>fencing token<TAB>unix time``. An instance whose argument
 ``sleep`` is set sleeps that many seconds between the two lines.
 
@@ -23,6 +25,7 @@ from typing import Any
 import anyio
 
 from pyncette import Context, ExecutionMode, Pyncette, Task
+from pyncette.healthcheck import use_healthcheck_server
 
 CONFIG_VARIABLE = "PYNCETTE_TEST_WORKER"
 TASK_NAME = "drain"
@@ -35,8 +38,12 @@ def build_app(config: dict[str, Any]) -> tuple[Pyncette, Task]:
         concurrency_limit=config.get("concurrency_limit", 100),
         batch_size=config.get("batch_size", 100),
         shutdown_grace=config.get("shutdown_grace", 5),
+        poll_backoff_max=config.get("poll_backoff_max", 30),
+        store_timeout=config.get("store_timeout", 30),
         **config["options"],
     )
+    if config.get("health_port") is not None:
+        use_healthcheck_server(app, port=config["health_port"], bind_address="127.0.0.1", max_poll_age=config.get("max_poll_age"))
     ledger_dir = Path(config["ledger"])
     ledger = open(ledger_dir / f"{os.getpid()}.log", "a", buffering=1)  # noqa: SIM115 - lives as long as the worker
     mode = ExecutionMode.AT_MOST_ONCE if config.get("mode") == "at_most_once" else ExecutionMode.AT_LEAST_ONCE

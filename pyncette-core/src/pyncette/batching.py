@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Callable
 
@@ -14,9 +15,6 @@ from pyncette.model import Completion
 from pyncette.repository import Repository
 
 logger = logging.getLogger(__name__)
-
-COMMIT_TIMEOUT_SECONDS = 30
-"""A commit batch that takes longer is abandoned and retried by its executions: a hung store call must not stall them."""
 
 
 @attrs.define(eq=False)
@@ -37,10 +35,13 @@ class CompletionBatcher:
     a store error is raised to every waiter of that batch. While one call is in flight, new
     completions accumulate and go out together in the next call, so the batch size adapts to the
     store's latency. :meth:`run` must be running in a task group for :meth:`complete` to return.
+    A batch that takes longer than ``timeout`` is abandoned and fails with :class:`TimeoutError`
+    (its executions retry): a hung store call must not stall them.
     """
 
     repository: Repository
     clock: Clock
+    timeout: datetime.timedelta
     on_batch: Callable[[int], None] | None = None
     _open: _Batch | None = None
     _ready: anyio.Event = attrs.field(factory=anyio.Event)
@@ -78,7 +79,7 @@ class CompletionBatcher:
 
     async def _apply(self, batch: _Batch) -> None:
         try:
-            with anyio.fail_after(COMMIT_TIMEOUT_SECONDS):
+            with anyio.fail_after(self.timeout.total_seconds()):
                 results = await self.repository.complete_tasks(self.clock.now(), batch.completions)
         except Exception as exc:
             tasks = {scope_task(completion.key.task) for completion in batch.completions}

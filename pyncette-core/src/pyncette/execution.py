@@ -272,9 +272,10 @@ class Execution:
 
     async def _heartbeat(self) -> Lease:
         template = self.task.template
-        extended = await self.app_context.repository.extend_lease(
-            self.app_context.clock.now(), self.claimed.state.key, self._lease, template.lease_duration
-        )
+        with anyio.fail_after(self.app_context.app.store_timeout.total_seconds()):
+            extended = await self.app_context.repository.extend_lease(
+                self.app_context.clock.now(), self.claimed.state.key, self._lease, template.lease_duration
+            )
         if extended is None:
             self._lost = True
             self._hooks.pyncette_on_lease_lost(context=self._context)

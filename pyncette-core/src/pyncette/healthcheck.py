@@ -12,7 +12,8 @@ the last running task finished. It answers ``GET`` with a small JSON document an
 healthy, 503 when not:
 
 - ``/livez`` (also ``/live``): the poll loop is turning: its last look at the store started within
-  ``max_poll_age`` (or it has not started yet). A worker stuck in a store call fails it.
+  ``max_poll_age`` (by default also at least ``store_timeout`` plus a poll interval), or it has not
+  started yet. A worker stuck in a store call beyond the timeout fails it.
 - ``/readyz`` (also ``/ready``, ``/health``, ``/healthz`` and ``/``): the last *successful* poll of
   the store is within ``max_poll_age`` and the app is not shutting down. A worker that cannot reach
   its store fails it. ``healthcheck_handler`` (pyncette 1.x) replaces this check.
@@ -74,8 +75,13 @@ def is_ready(app_context: PyncetteContext, max_poll_age: datetime.timedelta | No
 
 
 def is_alive(app_context: PyncetteContext, max_poll_age: datetime.timedelta | None = None) -> bool:
-    """Whether the poll loop looked at the store within ``max_poll_age`` (true before its first look)."""
-    bound = max_poll_age or default_max_poll_age(app_context.app)
+    """Whether the poll loop looked at the store within ``max_poll_age`` (true before its first look).
+
+    The default bound also outlasts one store call that runs into the app's ``store_timeout``: on a
+    silent network every call does, and a store outage must not get the worker restarted.
+    """
+    app = app_context.app
+    bound = max_poll_age or max(default_max_poll_age(app), app.store_timeout + app.poll_interval)
     age = _age(app_context, app_context.last_tick)
     return age is None or age <= bound
 

@@ -37,9 +37,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 FixtureFunc = Callable[..., Any]
 
 POLL_BACKOFF_MAX = datetime.timedelta(seconds=30)
-"""Longest pause between polls of a scope whose store keeps failing."""
+"""Default ``poll_backoff_max``: longest pause between polls of a scope whose store keeps failing."""
 STORE_CALL_TIMEOUT = datetime.timedelta(seconds=30)
-"""A claim or commit that takes longer is abandoned and retried: a store call that hangs must not stop the loop."""
+"""Default ``store_timeout``: a claim, commit or heartbeat that takes longer is abandoned (and retried):
+a store call that hangs (a silent network) must not stop the loop or a task's heartbeats."""
 MAX_CLAIM_ROUNDS_PER_TICK = 10_000
 """Bound on back-to-back claims of one tick in tests (catch-up of a long outage, huge backlog)."""
 
@@ -66,6 +67,10 @@ class Pyncette:
     corrects every clock except a *virtual* one (a clock whose ``virtual`` attribute is true, such
     as :class:`pyncette.testing.FakeClock`, runs on simulated time that no store can correct);
     ``True`` corrects every clock, ``False`` none.
+
+    While the store is unreachable, a scope's polls back off exponentially from ``poll_interval``
+    to at most ``poll_backoff_max``, each pause jittered down to half its length; a claim, commit or
+    heartbeat that takes longer than ``store_timeout`` counts as failed.
     """
 
     def __init__(
@@ -77,6 +82,8 @@ class Pyncette:
         concurrency_limit: int = 100,
         batch_size: int = 100,
         shutdown_grace: datetime.timedelta | float = datetime.timedelta(seconds=30),
+        poll_backoff_max: datetime.timedelta | float = POLL_BACKOFF_MAX,
+        store_timeout: datetime.timedelta | float = STORE_CALL_TIMEOUT,
         worker_id: str | None = None,
         plugins: Sequence[Any] = (),
         autoload_plugins: bool | None = None,
@@ -93,6 +100,8 @@ class Pyncette:
         self.clock_sync_interval = _positive("clock_sync_interval", clock_sync_interval)
         self.clock_skew_threshold = _positive("clock_skew_threshold", clock_skew_threshold, allow_zero=True)
         self.shutdown_grace = _positive("shutdown_grace", shutdown_grace, allow_zero=True)
+        self.poll_backoff_max = _positive("poll_backoff_max", poll_backoff_max)
+        self.store_timeout = _positive("store_timeout", store_timeout)
         for name, value in (("concurrency_limit", concurrency_limit), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
@@ -215,7 +224,7 @@ class Pyncette:
             base,
             interval=self.clock_sync_interval,
             warn_threshold=self.clock_skew_threshold,
-            timeout=STORE_CALL_TIMEOUT,
+            timeout=self.store_timeout,
         )
         if not await sync.start():
             return base, None
@@ -312,7 +321,7 @@ class PyncetteContext:
         self._starved: set[str] = set()
         self._idle = anyio.Event()
         self._idle.set()
-        self._batcher = CompletionBatcher(repository, clock)
+        self._batcher = CompletionBatcher(repository, clock, timeout=app.store_timeout)
         self._spawn: Callable[[Execution], None] | None = None
         self._undecodable: set[tuple[TaskKey, str]] = set()  # rows already reported as unreadable
         now = clock.now()
@@ -378,7 +387,7 @@ class PyncetteContext:
                             executions.start_soon(self._execute, execution)
             finally:
                 self._batcher.close()
-        self._batcher = CompletionBatcher(self.repository, self.clock)
+        self._batcher = CompletionBatcher(self.repository, self.clock, timeout=self.app.store_timeout)
         return executed
 
     def shutdown(self) -> None:
@@ -437,7 +446,7 @@ class PyncetteContext:
             self._next_check[scope] = now + self.app.poll_interval
             return
         try:
-            with anyio.fail_after(STORE_CALL_TIMEOUT.total_seconds()):
+            with anyio.fail_after(self.app.store_timeout.total_seconds()):
                 result = await self.repository.claim_due(
                     now,
                     scope,
@@ -448,10 +457,14 @@ class PyncetteContext:
                 )
         except Exception as exc:
             failures = self._failures[scope] = self._failures.get(scope, 0) + 1
-            backoff = min(self.app.poll_interval * 2 ** min(failures, 10), POLL_BACKOFF_MAX)
+            backoff = min(self.app.poll_interval * 2 ** min(failures, 10), self.app.poll_backoff_max)
             backoff *= random.uniform(0.5, 1.0)
             logger.warning(
-                "polling %s failed (%s); retrying in %.1fs", scope, exc, backoff.total_seconds(), extra=log_fields(task.name)
+                "polling %s failed (%s); retrying in %.1fs",
+                scope,
+                exc,
+                backoff.total_seconds(),
+                extra={**log_fields(task.name), "scope": scope, "failures": failures, "retry_in": backoff.total_seconds()},
             )
             self._next_check[scope] = now + backoff
             return

@@ -573,13 +573,13 @@ async def test_refused_connections_raise_backend_error_then_recover(dynamodb_opt
     options = {**dynamodb_options, "dynamodb_endpoint": f"http://127.0.0.1:{proxy.port}"}
     async with dynamodb_repository(**options) as repository:
         await repository.register_tasks(T0, [reg("s", "a")])
-        proxy.pause()
+        proxy.down("refuse")
         try:
             with pytest.raises(BackendError) as raised:
                 await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=5)
             assert raised.value.__cause__ is not None
         finally:
-            proxy.resume()
+            proxy.up()
         result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=5)
         assert [claimed.state.key for claimed in result.claimed] == [TaskKey("s", "a")]
 

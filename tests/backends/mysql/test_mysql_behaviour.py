@@ -177,12 +177,12 @@ async def test_unreachable_store_is_a_backend_error_then_recovers(table_name: st
         options = {**mysql_options, "mysql_port": proxy.port}
         async with mysql_repository(**options, mysql_table_name=table_name) as repository:
             await repository.register_tasks(T0, [reg("down", "a")])
-            proxy.pause()
+            proxy.down("refuse")
             with pytest.raises(BackendError) as info:
                 await repository.claim_due(T0, "down", owner="w", lease_duration=LEASE, limit=1)
             assert info.value.__cause__ is not None
             assert "claim_due" in str(info.value)
-            proxy.resume()
+            proxy.up()
             result = await repository.claim_due(T0, "down", owner="w", lease_duration=LEASE, limit=1)
             assert len(result.claimed) == 1
 

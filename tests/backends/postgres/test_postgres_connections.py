@@ -171,10 +171,10 @@ async def test_dropped_connections_are_replaced_by_the_next_operation(
 async def test_unreachable_store_raises_backend_error_then_recovers(proxy: TcpProxy, postgres_url: str, table_name: str) -> None:
     async with postgres_repository(postgres_url=through(proxy, postgres_url), postgres_table_name=table_name) as repository:
         await repository.register_tasks(T0, [registration("s", "a")])
-        proxy.pause()
+        proxy.down("refuse")
         with anyio.fail_after(20), pytest.raises(BackendError, match="claim"):
             await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)
-        proxy.resume()
+        proxy.up()
         assert len((await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=1)).claimed) == 1
 
 

@@ -401,11 +401,11 @@ async def test_dropped_connections_are_recovered_by_the_next_operation(redis_url
             completions = [Completion(key=c.state.key, lease=c.lease, next_run=None, data="{}") for c in claimed]
             assert await repository.complete_tasks(T0, completions) == [True] * 10
 
-            proxy.pause()
+            proxy.down("refuse")
             with pytest.raises(BackendError, match="claim_due") as caught:
                 await repository.claim_due(T0, task, owner="w", lease_duration=LEASE, limit=10)
             assert isinstance(caught.value.__cause__, redis.exceptions.RedisError | OSError)
-            proxy.resume()
+            proxy.up()
             assert (await repository.list_tasks(task, limit=10)).states == ()
 
 
