@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import anyio
 import pytest
 
 from pyncette import Context, TaskLockedException
-from pyncette.errors import TaskDefinitionError
+from pyncette.errors import TaskDefinitionError, describe_error
 from pyncette.model import TaskKey
 from pyncette.testing import FakeClock, run_until
 from tests.core.conftest import START, make_app
@@ -408,3 +409,41 @@ async def test_failed_polls_back_off_jittered_up_to_poll_backoff_max(clock: Fake
         store.down = False
         assert await ctx.tick() > 0, "the first poll after the outage runs what came due"
         assert ctx._next_check[job.name] - clock.now() <= S, "the back-off is forgotten once a poll succeeds"
+
+
+class _Silent(_Unreachable):
+    """A repository whose claims never answer while ``down`` is set, as behind a silent network."""
+
+    async def claim_due(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            await anyio.sleep_forever()
+        return await self.inner.claim_due(*args, **kwargs)
+
+
+async def test_a_claim_without_reply_fails_after_store_timeout_and_says_so(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(poll_interval=S, store_timeout=0.05)
+
+    @app.task(interval=S)
+    async def job(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        store = _Silent(ctx.repository)
+        ctx.repository = store  # type: ignore[assignment]
+        store.down = True
+        with anyio.fail_after(5):
+            assert await ctx.tick() == 0
+        assert ctx._next_check[job.name] > clock.now(), "the failed poll backs off"
+        store.down = False
+        clock.advance(ctx._next_check[job.name] - clock.now())
+        assert await ctx.tick() == 1
+    (warning,) = [r for r in caplog.records if r.getMessage().startswith("polling job failed")]
+    assert "no reply within the store timeout (TimeoutError)" in warning.getMessage()
+
+
+def test_error_descriptions_are_never_empty() -> None:
+    assert describe_error(TimeoutError()) == "no reply within the store timeout (TimeoutError)"
+    assert describe_error(ConnectionResetError()) == "ConnectionResetError"
+    assert describe_error(ConnectionError("store down")) == "store down"

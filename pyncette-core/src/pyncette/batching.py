@@ -10,6 +10,7 @@ import anyio
 import attrs
 
 from pyncette.clock import Clock
+from pyncette.errors import describe_error
 from pyncette.log_format import log_fields, scope_task
 from pyncette.model import Completion
 from pyncette.repository import Repository
@@ -84,7 +85,12 @@ class CompletionBatcher:
         except Exception as exc:
             tasks = {scope_task(completion.key.task) for completion in batch.completions}
             extra = log_fields(*tasks) if len(tasks) == 1 else None  # a batch of several tasks names none
-            logger.warning("committing %d completion(s) failed: %s; they are retried", len(batch.completions), exc, extra=extra)
+            logger.warning(
+                "committing %d completion(s) failed: %s; they are retried",
+                len(batch.completions),
+                describe_error(exc),
+                extra=extra,
+            )
             batch.error = exc
             batch.done.set()
             return

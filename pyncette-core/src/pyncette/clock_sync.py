@@ -22,6 +22,7 @@ import anyio
 import attrs
 
 from pyncette.clock import Clock
+from pyncette.errors import describe_error
 from pyncette.repository import Repository
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class ClockSync:
             self.next_estimate_at = base.now() + min(self.interval, RETRY_AFTER_FAILURE)
             logger.warning(
                 "could not read the store's clock (%s); keeping the clock offset at %+.3fs",
-                exc or type(exc).__name__,
+                describe_error(exc),
                 self.clock.offset.total_seconds(),
             )
             return None

@@ -93,3 +93,10 @@ class BackendError(PyncetteException, ConnectionError):
 
 class SchemaVersionError(ConfigurationError):
     """The store holds a schema this version of the backend cannot use."""
+
+
+def describe_error(error: BaseException) -> str:
+    """``error``'s message for a log line; never empty (a timed-out store call has no message of its own)."""
+    if isinstance(error, TimeoutError) and not str(error):
+        return "no reply within the store timeout (TimeoutError)"
+    return str(error) or type(error).__name__

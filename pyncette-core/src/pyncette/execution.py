@@ -13,7 +13,7 @@ import anyio
 import attrs
 
 from pyncette.context import Context
-from pyncette.errors import LeaseLostException
+from pyncette.errors import LeaseLostException, describe_error
 from pyncette.log_format import log_fields
 from pyncette.model import CatchUp, ClaimedTask, Completion, ExecutionMode, FailureMode, Lease, from_micros, to_micros
 from pyncette.schedule import resolve_misfire
@@ -299,7 +299,9 @@ class Execution:
                     body.cancel()
                 return
             except Exception as exc:
-                logger.warning("task %s: lease extension failed: %s", self.task.full_name, exc, extra=self.log_fields())
+                logger.warning(
+                    "task %s: lease extension failed: %s", self.task.full_name, describe_error(exc), extra=self.log_fields()
+                )
                 self._hooks.pyncette_on_lease_extension_failed(context=self._context, error=exc)
 
     # completion
@@ -319,13 +321,16 @@ class Execution:
                     logger.error(
                         "task %s: could not commit (%s); its lease will expire",
                         self.task.full_name,
-                        exc,
+                        describe_error(exc),
                         extra=self.log_fields(outcome),
                     )
                     return False
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug(
-                        "task %s: commit failed (%s), retrying", self.task.full_name, exc, extra=self.log_fields(outcome)
+                        "task %s: commit failed (%s), retrying",
+                        self.task.full_name,
+                        describe_error(exc),
+                        extra=self.log_fields(outcome),
                     )
                 await anyio.sleep(delay)
                 delay *= 2

@@ -58,6 +58,7 @@ import attrs
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from pyncette.errors import describe_error
 from pyncette.hookspecs import hookimpl
 from pyncette.log_format import log_fields, scope_task
 from pyncette.model import ClaimResult, Completion, DueSummary, Lease, Page, RegisterOutcome, Registration, TaskKey, TaskState
@@ -301,7 +302,7 @@ class MeasuredRepository(Repository):
         try:
             summary = await self.count_due(now, scope)
         except Exception as exc:  # a metric must never fail the poll that already claimed work
-            logger.warning("counting the due backlog of %s failed: %s", scope, exc, extra=log_fields(label))
+            logger.warning("counting the due backlog of %s failed: %s", scope, describe_error(exc), extra=log_fields(label))
             return
         if summary is None:
             return

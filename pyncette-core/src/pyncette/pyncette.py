@@ -22,7 +22,7 @@ from pyncette.batching import CompletionBatcher
 from pyncette.clock import Clock, SystemClock
 from pyncette.clock_sync import ClockSync
 from pyncette.context import Context
-from pyncette.errors import ConfigurationError, TaskDefinitionError, TaskLockedException, TaskNotFoundError
+from pyncette.errors import ConfigurationError, TaskDefinitionError, TaskLockedException, TaskNotFoundError, describe_error
 from pyncette.execution import Execution, InstanceData, Middleware, call_chain
 from pyncette.log_format import log_fields
 from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus
@@ -462,7 +462,7 @@ class PyncetteContext:
             logger.warning(
                 "polling %s failed (%s); retrying in %.1fs",
                 scope,
-                exc,
+                describe_error(exc),
                 backoff.total_seconds(),
                 extra={**log_fields(task.name), "scope": scope, "failures": failures, "retry_in": backoff.total_seconds()},
             )
