@@ -389,6 +389,29 @@ def _kinds(statements: list[str]) -> list[str]:
     return [statement.split()[0].upper() for statement in statements]
 
 
+async def test_an_idle_poll_is_one_read_and_takes_no_write_lock(database: str, table_name: str) -> None:
+    async with traced(database, table_name) as (repository, statements):
+        await repository.register_tasks(T0, [registration("s", "future", next_run=T0 + SECOND)])
+        statements.clear()
+        result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=100)
+        assert (result.claimed, result.more, result.next_due) == ((), False, T0 + SECOND)
+        assert _kinds(statements) == ["SELECT"]
+        statements.clear()
+        empty = await repository.claim_due(T0, "nothing-here", owner="w", lease_duration=LEASE, limit=100)
+        assert (empty.claimed, empty.next_due) == ((), None)
+        assert _kinds(statements) == ["SELECT"]
+        # Another process holding the write lock does not delay an idle poll.
+        blocker = raw(database)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with anyio.fail_after(5):
+                idle = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=100)
+            assert idle.next_due == T0 + SECOND
+        finally:
+            blocker.rollback()
+            blocker.close()
+
+
 async def test_batches_are_one_transaction_each(database: str, table_name: str) -> None:
     async with traced(database, table_name) as (repository, statements):
         await repository.register_tasks(T0, [registration("s", f"i{i:03d}") for i in range(300)])
@@ -399,7 +422,8 @@ async def test_batches_are_one_transaction_each(database: str, table_name: str) 
         result = await repository.claim_due(T0, "s", owner="w", lease_duration=LEASE, limit=100)
         assert len(result.claimed) == 100
         kinds = _kinds(statements)
-        assert [kind for kind in kinds if kind != "UPDATE"] == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+        # A read finds something due; then one immediate transaction claims it.
+        assert [kind for kind in kinds if kind != "UPDATE"] == ["SELECT", "BEGIN", "SELECT", "SELECT", "COMMIT"]
         assert kinds.count("UPDATE") == 100  # one executemany: the trace reports each row's execution
         statements.clear()
 

@@ -398,6 +398,16 @@ class SqliteRepository(Repository):
         if instance is not None:
             parameters["instance"] = instance
 
+        async def first_eligible(connection: aiosqlite.Connection) -> int | None:
+            ((first,),) = await self._fetch(connection, s.first_eligible, (task,))
+            return first  # type: ignore[no-any-return]
+
+        # An idle poll is one read (one index seek), not a write transaction: workers polling an idle
+        # database never queue for its write lock. A claim itself is always an immediate transaction.
+        first = await self._run("claim_due", first_eligible, write=False)
+        if first is None or first > now_us:
+            return ClaimResult(claimed=(), next_due=None if first is None else from_micros(first))
+
         async def work(connection: aiosqlite.Connection) -> ClaimResult:
             states = await self._claim(connection, parameters, owner, now, until) if limit > 0 else []
             rows = await self._fetch(connection, s.next_due, (task, now_us))

@@ -52,6 +52,7 @@ class Statements:
     claim_instance_select: str
     claim_update: str
     next_due: str
+    first_eligible: str
     count_due: str
     existing_for_register: str
     insert: str
@@ -90,6 +91,7 @@ class Statements:
             claim_instance_select=f"SELECT rowid, {COLUMNS} FROM {t} WHERE {due} AND instance = :instance",
             claim_update=f"UPDATE {t} SET locked_by = ?, locked_until = ?, fencing_token = ? WHERE rowid = ?",
             next_due=f"SELECT min({ELIGIBLE}) FROM {t} WHERE task = ? AND paused = 0 AND {ELIGIBLE} > ?",
+            first_eligible=f"SELECT min({ELIGIBLE}) FROM {t} WHERE task = ? AND paused = 0",
             count_due=f"SELECT count(*), min({ELIGIBLE}) FROM {t} WHERE {due}",
             existing_for_register=f"SELECT instance, locked_until FROM {t} WHERE task = ? AND instance IN ",
             insert=f"INSERT INTO {t} (task, instance, spec, data, next_run) VALUES (?, ?, ?, ?, ?)",
