@@ -431,7 +431,13 @@ async def test_operation_errors_never_contain_the_password(start_private_redis: 
 # Wake-ups
 
 
-async def test_wakeups_are_pushed_on_register_resume_and_complete(redis_url: str, namespace: str) -> None:
+async def test_wakeups_are_pushed_when_a_scope_gets_an_earlier_instance(redis_url: str, namespace: str) -> None:
+    """Register, resume and complete publish a wake-up only for a time before the scope's earliest one.
+
+    Workers already plan to poll a scope no later than its earliest time, so a later one needs no
+    wake-up. Messages arrive in order: receiving the expected wake-up proves that the operations
+    before it published nothing.
+    """
     received: list[tuple[str, datetime.datetime]] = []
     arrived = anyio.Event()
 
@@ -454,17 +460,26 @@ async def test_wakeups_are_pushed_on_register_resume_and_complete(redis_url: str
         await listener.wait_subscribed()
         task = f"{scope()}:3"
         await writer.register_tasks(T0, [reg(TaskKey(task, "b"), T0 + 5 * SECOND), reg(TaskKey(task, "a"), T0 + 2 * SECOND)])
-        assert await next_wakeup() == (task, T0 + 2 * SECOND)
+        assert await next_wakeup() == (task, T0 + 2 * SECOND), "the first instances of a scope wake it"
+        await writer.register_tasks(T0, [reg(TaskKey(task, "c"), T0 + 7 * SECOND)])  # later than a: silent
+        await writer.register_tasks(T0, [reg(TaskKey(task, "d"), T0 + 1 * SECOND)])
+        assert await next_wakeup() == (task, T0 + 1 * SECOND)
 
         await writer.set_paused(T0, TaskKey(task, "a"), True)
-        await writer.set_paused(T0, TaskKey(task, "a"), False, next_run=T0 + 3 * SECOND)
-        assert await next_wakeup() == (task, T0 + 3 * SECOND)
+        await writer.set_paused(T0, TaskKey(task, "a"), False, next_run=T0 + 3 * SECOND)  # later than d: silent
+        await writer.set_paused(T0, TaskKey(task, "d"), True)
+        await writer.set_paused(T0, TaskKey(task, "d"), False, next_run=T0 + 2 * SECOND)  # earlier than a
+        assert await next_wakeup() == (task, T0 + 2 * SECOND)
 
-        (claimed,) = (await writer.claim_due(T0 + 3 * SECOND, task, owner="w", lease_duration=LEASE, limit=1)).claimed
-        await writer.complete_tasks(
-            T0, [Completion(key=claimed.state.key, lease=claimed.lease, next_run=T0 + 9 * SECOND, data="{}")]
-        )
-        assert await next_wakeup() == (task, T0 + 9 * SECOND)
+        (first,) = (await writer.claim_due(T0 + 3 * SECOND, task, owner="w", lease_duration=LEASE, limit=1)).claimed
+        assert first.state.key.instance == "d"
+        later = Completion(key=first.state.key, lease=first.lease, next_run=T0 + 9 * SECOND, data="{}")
+        assert await writer.complete_tasks(T0 + 3 * SECOND, [later]) == [True]  # later than a: silent
+        (second,) = (await writer.claim_due(T0 + 3 * SECOND, task, owner="w", lease_duration=LEASE, limit=1)).claimed
+        assert second.state.key.instance == "a"
+        sooner = Completion(key=second.state.key, lease=second.lease, next_run=T0 + 4 * SECOND, data="{}")
+        assert await writer.complete_tasks(T0 + 3 * SECOND, [sooner]) == [True]  # earlier than b
+        assert await next_wakeup() == (task, T0 + 4 * SECOND)
         assert received == []
 
 
@@ -496,7 +511,8 @@ async def test_wakeup_subscriber_reconnects_after_a_dropped_connection(redis_url
 # Least privileges (the ACL documented in docs/backends/redis.md)
 
 LEAST_PRIVILEGE_COMMANDS = (
-    "+ping +get +evalsha +script|load +subscribe +unsubscribe +hget +hset +hdel +zadd +zrem +zrangebyscore +zrangebylex +publish"
+    "+ping +get +time +evalsha +script|load +subscribe +unsubscribe +hget +hset +hdel +zadd +zrem +zrange +zrangebyscore "
+    "+zrangebylex +zcount +publish"
 )
 
 
@@ -522,8 +538,10 @@ async def test_documented_least_privilege_acl_is_enough(private_redis: PrivateRe
         done = [Completion(key=c.state.key, lease=c.lease, next_run=None, data="{}") for c in (first, second)]
         assert await repository.complete_tasks(T0, done) == [True, True]
         await repository.register_tasks(T0, [reg(TaskKey(task, "c"))])
+        assert (await repository.count_due(T0, task)).count == 1
         assert await repository.set_paused(T0, TaskKey(task, "c"), True)
         assert [s.key.instance for s in (await repository.list_tasks(task, limit=5)).states] == ["c"]
+        assert await repository.server_time() is not None
         assert await repository.unregister_task(T0, TaskKey(task, "c"))
     with pytest.raises(ConfigurationError, match="redis_url"):
         async with redis_repository(redis_url=url, redis_namespace="other-app"):

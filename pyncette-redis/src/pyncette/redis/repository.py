@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import logging
 import random
 import urllib.parse
@@ -352,18 +353,19 @@ class RedisRepository(Repository):
         for task, indexes in by_scope.items():
             for start in range(0, len(indexes), constants.REGISTER_CHUNK):
                 chunk = indexes[start : start + constants.REGISTER_CHUNK]
-                args: list[Any] = [to_micros(now), self.channel, task]
+                fields: list[str] = []
                 for index in chunk:
                     reg = registrations[index]
-                    args += [reg.key.instance, reg.spec, reg.data, to_micros(reg.next_run), "1" if reg.force else "0"]
-                calls.append(("register", self.scope_keys(task), args))
+                    fields += [reg.key.instance, reg.spec, reg.data, str(to_micros(reg.next_run)), "1" if reg.force else "0"]
+                payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+                calls.append(("register", self.scope_keys(task), [to_micros(now), self.channel, task, payload]))
                 order.append(chunk)
         if not calls:
             return []
         replies = await self._run("register_tasks", lambda _retry: self._call_many(calls))
         outcomes: list[RegisterOutcome] = [RegisterOutcome.LOCKED] * len(registrations)
         for chunk, reply in zip(order, replies, strict=True):
-            for index, code in zip(chunk, reply, strict=True):
+            for index, code in zip(chunk, _text(reply), strict=True):
                 outcomes[index] = _OUTCOMES[int(code)]
         return outcomes
 

@@ -28,6 +28,16 @@ local function eligible(r)
   if r.lu ~= "" and tonumber(r.lu) > tonumber(r.nr) then return r.lu end
   return r.nr
 end
+-- Workers plan their next poll of a scope no later than its earliest score (a claim returns it as
+-- next_due), so only a score below the earliest one needs a wake-up; fewer wake-ups, same latency.
+local function earliest(due)
+  local first = redis.call("ZRANGE", due, 0, 0, "WITHSCORES")
+  if first[2] then return tonumber(first[2]) end
+  return nil
+end
+local function sooner(wake, before)
+  return wake ~= nil and (before == nil or tonumber(wake) < before)
+end
 local function fence(tk, now)
   local t = tonumber(tk) + 1
   if now > t then t = now end
@@ -39,17 +49,21 @@ REGISTER = (
     _COMMON
     + """
 -- KEYS: state, spec, data, due, names
--- ARGV: now, channel, scope, then (instance, spec, data, next_run, force) per registration
+-- ARGV: now, channel, scope, and a JSON array of strings: (instance, spec, data, next_run, force)
+-- per registration (one argument instead of five per registration: cheaper to send and to parse)
+-- Returns one outcome digit per registration, in order: 0 created, 1 updated, 2 locked.
 local now = tonumber(ARGV[1])
+local regs = cjson.decode(ARGV[4])
 local out = {}
 local wake = nil
-for i = 4, #ARGV, 5 do
-  local inst, spec, nr, force = ARGV[i], ARGV[i + 1], ARGV[i + 3], ARGV[i + 4]
+local before = earliest(KEYS[4])
+for i = 1, #regs, 5 do
+  local inst, spec, nr, force = regs[i], regs[i + 1], regs[i + 3], regs[i + 4]
   local s = redis.call("HGET", KEYS[1], inst)
   local r, code
   if not s then
     r = {nr = nr, pz = "0", lu = "", tk = "0", ow = ""}
-    redis.call("HSET", KEYS[3], inst, ARGV[i + 2])
+    redis.call("HSET", KEYS[3], inst, regs[i + 2])
     redis.call("ZADD", KEYS[5], 0, inst)
     code = 0
   else
@@ -77,8 +91,8 @@ for i = 4, #ARGV, 5 do
   end
   out[#out + 1] = code
 end
-if wake then redis.call("PUBLISH", ARGV[2], wake .. " " .. ARGV[3]) end
-return out
+if sooner(wake, before) then redis.call("PUBLISH", ARGV[2], wake .. " " .. ARGV[3]) end
+return table.concat(out)
 """
 )
 
@@ -161,6 +175,7 @@ COMPLETE = (
 local out = {}
 local wake = nil
 local retry = ARGV[3] == "1"
+local before = earliest(KEYS[4])
 for i = 4, #ARGV, 5 do
   local inst, owner, token, nr = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local s = redis.call("HGET", KEYS[1], inst)
@@ -195,7 +210,7 @@ for i = 4, #ARGV, 5 do
   end
   out[#out + 1] = ok
 end
-if wake then redis.call("PUBLISH", ARGV[1], wake .. " " .. ARGV[2]) end
+if sooner(wake, before) then redis.call("PUBLISH", ARGV[1], wake .. " " .. ARGV[2]) end
 return out
 """
 )
@@ -229,8 +244,9 @@ if r.pz == "1" then
   redis.call("ZREM", KEYS[2], ARGV[1])
 else
   local e = eligible(r)
+  local before = earliest(KEYS[2])
   redis.call("ZADD", KEYS[2], e, ARGV[1])
-  redis.call("PUBLISH", ARGV[4], e .. " " .. ARGV[5])
+  if sooner(e, before) then redis.call("PUBLISH", ARGV[4], e .. " " .. ARGV[5]) end
 end
 return 1
 """
