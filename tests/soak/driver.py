@@ -7,9 +7,9 @@ one, and cuts every worker's store connection. :func:`run_soak` does this with w
 (SIGKILL; cuts through a :class:`~tests.support.tcp_proxy.TcpProxy` when the store is networked),
 :func:`tests.soak.in_process.run_memory_soak` with workers in one process over one memory store.
 The last :data:`GRACE` seconds are quiet, so that every slot that came due during the faults has
-time to run. Every action goes to the driver log
-(:class:`~tests.soak.checker.DriverEvent`) with the time it was issued and the time it returned;
-the workers' ledger and that log are then judged by :func:`tests.soak.checker.check`.
+time to run. Every action goes to the driver log (:class:`~tests.soak.checker.DriverEvent`) with
+the time it was issued and the time it returned; the workers' ledger and that log are then judged
+by :func:`tests.soak.checker.check`.
 """
 
 from __future__ import annotations
