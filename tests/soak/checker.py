@@ -60,9 +60,10 @@ class DriverEvent:
     ``op`` is ``schedule`` (create or update; ``every`` seconds for the cron schedule
     ``* * * * * */every``, or ``execute_at``; ``changed`` when the definition differs from the stored one),
     ``static`` (a static task known to be registered from ``at`` on), ``pause``, ``resume``,
-    ``unschedule``, ``kill`` and ``start_worker`` (``worker`` is the pid), ``cut`` (store
-    connections dropped) or ``stop`` (workers asked to stop). ``ok`` is false when the operation
-    did not apply; ``error`` says why (``locked`` for :class:`~pyncette.errors.TaskLockedException`).
+    ``unschedule``, ``kill`` and ``start_worker`` (``worker`` is its number, the pid of a process),
+    ``cut`` (store connections disturbed; ``at`` is when the disturbance ended) or ``stop``
+    (workers asked to stop). ``ok`` is false when the operation did not apply; ``error`` says why
+    (``locked`` for :class:`~pyncette.errors.TaskLockedException`).
     """
 
     op: str

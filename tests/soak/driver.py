@@ -1,35 +1,35 @@
-"""The soak driver: worker processes, a stream of schedule changes, SIGKILLs and cut connections.
+"""The soak driver: workers, a stream of schedule changes, crashed workers and cut connections.
 
-:func:`run_soak` starts ``workers`` processes of :mod:`tests.support.soak_worker` on one store
-(through a :class:`~tests.support.tcp_proxy.TcpProxy` when the store is networked), then for the
-active part of ``duration`` keeps creating, updating, re-registering, pausing, resuming and
-unscheduling dynamic instances of both execution modes, kills a random worker with SIGKILL and
-starts a new one, and cuts every store connection. The last ``grace`` seconds are quiet, so that
-every slot that came due during the faults has time to run. Every action goes to the driver log
-(:class:`~tests.soak.checker.DriverEvent`) with the time it was issued and the time it returned;
-the workers' ledger and that log are then judged by :func:`tests.soak.checker.check`.
+:func:`soak` starts ``workers`` workers of a :class:`~tests.soak.fleet.Fleet` on one store, then
+for the active part of ``duration`` keeps creating, updating, re-registering, pausing, resuming and
+unscheduling dynamic instances of both execution modes, kills a random worker and starts a new
+one, and cuts every worker's store connection. :func:`run_soak` does this with worker processes
+(SIGKILL; cuts through a :class:`~tests.support.tcp_proxy.TcpProxy` when the store is networked),
+:func:`tests.soak.in_process.run_memory_soak` with workers in one process over one memory store.
+The last :data:`GRACE` seconds are quiet, so that every slot that came due during the faults has
+time to run. Every action goes to the driver log (:class:`~tests.soak.checker.DriverEvent`) with
+the time it was issued and the time it returned; the workers' ledger and that log are then judged
+by :func:`tests.soak.checker.check`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import anyio
 import attrs
 
+from pyncette import Pyncette, Task
 from pyncette.errors import TaskLockedException
 from tests.soak.checker import AT_LEAST_ONCE, AT_MOST_ONCE, DriverEvent, Run, Verdict, check
-from tests.support.multiprocess import ROOT, wait_for
-from tests.support.soak_worker import CONFIG_VARIABLE, DYNAMIC_ALO, DYNAMIC_AMO, STATIC_ALO, build_soak_app
+from tests.soak.fleet import Fleet, ProcessFleet
+from tests.support.soak_worker import DYNAMIC_ALO, DYNAMIC_AMO, STATIC_ALO, build_soak_app
 from tests.support.tcp_proxy import TcpProxy
 
 LEASE = 3.0
@@ -71,63 +71,33 @@ class _Instance:
 
 @attrs.define(eq=False)
 class _Driver:
-    backend: str
-    options: Mapping[str, Any]
-    worker_options: Mapping[str, Any]
-    workdir: Path
-    environment: Mapping[str, str]
-    proxy: TcpProxy | None
+    fleet: Fleet
     rng: random.Random
     events: list[DriverEvent] = attrs.field(factory=list)
-    processes: list[subprocess.Popen[bytes]] = attrs.field(factory=list)
-    logs: dict[int, Path] = attrs.field(factory=dict)
     instances: dict[str, _Instance] = attrs.field(factory=dict)
     counter: int = 0
 
-    @property
-    def ledger(self) -> Path:
-        return self.workdir / "ledger"
-
     # workers
 
-    def start_worker(self) -> None:
-        config = {"backend": self.backend, "options": dict(self.worker_options), "ledger": str(self.ledger), "lease": LEASE}
-        env = {**os.environ, **self.environment, CONFIG_VARIABLE: json.dumps(config), "PYTHONPATH": str(ROOT)}
-        log = self.workdir / f"worker-{len(self.logs)}.stderr"
-        with log.open("wb") as stderr:
-            process = subprocess.Popen([sys.executable, "-m", "tests.support.soak_worker"], cwd=ROOT, env=env, stderr=stderr)
-        self.processes.append(process)
-        self.logs[process.pid] = log
-        self.events.append(DriverEvent(op="start_worker", at=time.time(), worker=process.pid))
+    async def start_worker(self) -> None:
+        worker = await self.fleet.start_worker()
+        self.events.append(DriverEvent(op="start_worker", at=time.time(), worker=worker))
 
-    def live(self) -> list[subprocess.Popen[bytes]]:
-        return [p for p in self.processes if p.poll() is None]
-
-    def kill_one(self) -> None:
-        victim = self.rng.choice(self.live())
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=10)
+    async def kill_one(self) -> None:
+        victim = self.rng.choice(self.fleet.live())
+        await self.fleet.kill(victim)
         # Logged once the worker is dead: every run it started began before this time.
-        self.events.append(DriverEvent(op="kill", at=time.time(), worker=victim.pid))
+        self.events.append(DriverEvent(op="kill", at=time.time(), worker=victim))
 
-    def stop_workers(self) -> dict[int, str]:
+    async def stop_workers(self) -> dict[int, str]:
         self.events.append(DriverEvent(op="stop", at=time.time()))
-        for process in self.live():
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return {pid: path.read_text(errors="replace") for pid, path in self.logs.items()}
+        return await self.fleet.stop()
 
-    def cut(self) -> None:
-        assert self.proxy is not None
-        self.proxy.cut()
-        self.events.append(DriverEvent(op="cut", at=time.time()))
+    async def cut(self) -> None:
+        # Logged when the cut is over: a store call it failed lies between a run's start and this time.
+        self.events.append(DriverEvent(op="cut", at=await self.fleet.cut()))
 
-    # the store, through the driver's own (unproxied) connection
+    # the store, through the driver's own connection (never cut)
 
     async def schedule(self, context: Any, templates: Mapping[str, Any], instance: _Instance, *, changed: bool) -> None:
         template = templates[DYNAMIC_ALO if instance.mode == AT_LEAST_ONCE else DYNAMIC_AMO]
@@ -281,45 +251,94 @@ def run_soak(
     cut_every: float = 4.0,
     seed: int | None = None,
 ) -> SoakResult:
-    """Run the soak for ``duration`` seconds (the last :data:`GRACE` of them quiet) and judge it."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    seed = seed if seed is not None else random.randrange(2**32)
-    proxy = TcpProxy(*address) if address is not None and via_proxy is not None else None
-    if proxy is not None:
-        proxy.__enter__()
-    try:
+    """Soak worker processes on a shared store for ``duration`` seconds (the last :data:`GRACE` quiet) and judge it.
+
+    With ``address`` and ``via_proxy`` (the worker options for a proxy port), the workers reach
+    the store through a :class:`~tests.support.tcp_proxy.TcpProxy` whose connections are cut.
+    """
+    with contextlib.ExitStack() as stack:
+        proxy = stack.enter_context(TcpProxy(*address)) if address is not None and via_proxy is not None else None
         worker_options = via_proxy(proxy.port) if proxy is not None else options
-        driver = _Driver(backend, options, worker_options, workdir, environment or {}, proxy, random.Random(seed))
-        driver.ledger.mkdir(exist_ok=True)
-        try:
-            anyio.run(_drive, driver, duration, workers, kill_every, cut_every)
-        finally:
-            logs = driver.stop_workers()
-    finally:
-        if proxy is not None:
-            proxy.__exit__(None, None, None)
-    runs = read_ledger(driver.ledger)
+        fleet = ProcessFleet(
+            workdir / "ledger",
+            {"backend": backend, "options": dict(worker_options), "lease": LEASE},
+            environment or {},
+            proxy,
+        )
+        driver_app = build_soak_app({"backend": backend, "options": dict(options)})
+        return soak(fleet, driver_app, duration=duration, workers=workers, kill_every=kill_every, cut_every=cut_every, seed=seed)
+
+
+def soak(
+    fleet: Fleet,
+    driver_app: tuple[Pyncette, Mapping[str, Task]],
+    *,
+    duration: float,
+    workers: int,
+    kill_every: float,
+    cut_every: float,
+    seed: int | None,
+    steady: int = STEADY,
+) -> SoakResult:
+    """Drive ``fleet`` for ``duration`` seconds through ``driver_app`` (the soak app without a worker), then judge the ledger.
+
+    ``steady`` recurring instances per mode are never changed (see :data:`STEADY`).
+
+    The ledger, the driver log (``driver.jsonl``) and the totals with the seed (``totals.json``)
+    are kept next to each other, in the parent of ``fleet.ledger``.
+    """
+    workdir = fleet.ledger.parent
+    fleet.ledger.mkdir(parents=True, exist_ok=True)
+    seed = seed if seed is not None else random.randrange(2**32)
+    driver = _Driver(fleet, random.Random(seed))
+    logs = anyio.run(_drive, driver, driver_app, duration, workers, kill_every, cut_every, steady)
+    runs = read_ledger(fleet.ledger)
     verdict = check(runs, driver.events, grace=GRACE)
     (workdir / "driver.jsonl").write_text("".join(json.dumps(attrs.asdict(e)) + "\n" for e in driver.events))
     (workdir / "totals.json").write_text(json.dumps({"seed": seed, **verdict.totals()}, indent=2))
     return SoakResult(verdict=verdict, runs=runs, events=driver.events, worker_logs=logs)
 
 
-async def _drive(driver: _Driver, duration: float, workers: int, kill_every: float, cut_every: float) -> None:
+async def _drive(
+    driver: _Driver,
+    driver_app: tuple[Pyncette, Mapping[str, Task]],
+    duration: float,
+    workers: int,
+    kill_every: float,
+    cut_every: float,
+    steady: int,
+) -> dict[int, str]:
+    """The driver's loop; returns the workers' logs once they stopped, also when the loop failed."""
+    async with driver.fleet.running():
+        try:
+            await _churn(driver, driver_app, duration, workers, kill_every, cut_every, steady)
+        finally:
+            with anyio.CancelScope(shield=True):
+                logs = await driver.stop_workers()
+    return logs
+
+
+async def _churn(
+    driver: _Driver,
+    driver_app: tuple[Pyncette, Mapping[str, Task]],
+    duration: float,
+    workers: int,
+    kill_every: float,
+    cut_every: float,
+    steady: int,
+) -> None:
     began = time.monotonic()
-    app, templates = build_soak_app(
-        {"backend": driver.backend, "options": dict(driver.options), "ledger": str(driver.ledger)}, worker=False
-    )
+    app, templates = driver_app
     async with app.create() as context:
-        for _ in range(STEADY):
+        for _ in range(steady):
             for mode in (AT_LEAST_ONCE, AT_MOST_ONCE):
                 instance = driver.new_instance(once=False, steady=True, mode=mode)
                 if await driver._call_schedule(context, templates, instance, changed=True):
                     driver.instances[instance.name] = instance
         for _ in range(workers):
-            driver.start_worker()
-        wait_for(
-            lambda: any(r.instance == STATIC_ALO and r.end is not None for r in read_ledger(driver.ledger)),
+            await driver.start_worker()
+        await wait_until(
+            lambda: any(r.instance == STATIC_ALO and r.end is not None for r in read_ledger(driver.fleet.ledger)),
             timeout=60,
             what="the first worker to run the static task",
         )
@@ -331,13 +350,22 @@ async def _drive(driver: _Driver, duration: float, workers: int, kill_every: flo
             await driver.step(context, templates)
             now = time.monotonic()
             if now >= next_kill:
-                driver.kill_one()
-                driver.start_worker()
+                await driver.kill_one()
+                await driver.start_worker()
                 next_kill = now + driver.rng.uniform(0.5, 1.5) * kill_every
-            if driver.proxy is not None and now >= next_cut:
-                driver.cut()
+            if driver.fleet.can_cut and now >= next_cut:
+                await driver.cut()
                 next_cut = now + driver.rng.uniform(0.5, 1.5) * cut_every
             await anyio.sleep(driver.rng.uniform(0.05, 0.4))
         quiet_until = began + duration
         while time.monotonic() < quiet_until:
             await anyio.sleep(min(1.0, max(quiet_until - time.monotonic(), 0)))
+
+
+async def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``condition`` without blocking the event loop; fail with ``what`` after ``timeout`` seconds."""
+    with anyio.move_on_after(timeout):
+        while not condition():
+            await anyio.sleep(interval)
+        return
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

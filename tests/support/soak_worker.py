@@ -9,12 +9,14 @@ Tasks (names are shared with the driver, which imports :func:`build_soak_app`):
   argument (seconds) while it runs.
 
 Every AT_LEAST_ONCE task catches up on every missed slot and heartbeats its lease, so a slot is
-re-run only after a worker died or lost its lease. Configured by the JSON in
+re-run only after a worker died or lost its lease. A worker process is configured by the JSON in
 ``PYNCETTE_SOAK_WORKER``: ``backend``, ``options``, ``ledger`` (a directory), ``lease`` and
-``poll_interval`` (seconds). Each execution appends JSON lines to ``<ledger>/<pid>.jsonl``:
-``{"ev": "start", "run", "instance", "mode", "slot", "token", "pid", "t"}`` before the body,
-``{"ev": "end", "run", "t"}`` after it, and ``{"ev": "outcome", "run", "outcome"}`` once the
-scheduler reports how the execution ended (see ``pyncette_on_execution_finished``).
+``poll_interval`` (seconds); the in-process soak (:mod:`tests.soak.in_process`) builds the same app
+per worker with its own store and worker number. Each execution appends JSON lines to the worker's
+ledger, ``<ledger>/<worker>.jsonl`` (the worker is the pid of a worker process):
+``{"ev": "start", "run", "instance", "mode", "slot", "token", "pid", "t"}`` before the body (``pid``
+is the worker), ``{"ev": "end", "run", "t"}`` after it, and ``{"ev": "outcome", "run", "outcome"}``
+once the scheduler reports how the execution ended (see ``pyncette_on_execution_finished``).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Mapping
 
 import anyio
 
 from pyncette import Context, ExecutionMode, Pyncette, Task, hookimpl
+from pyncette.repository import RepositoryFactory
 
 CONFIG_VARIABLE = "PYNCETTE_SOAK_WORKER"
 STATIC_ALO = "static_alo"
@@ -57,39 +60,57 @@ class _Ledger:
             self.write(ev="outcome", run=run, outcome=outcome)
 
 
-def build_soak_app(config: dict[str, Any], *, worker: bool = True) -> tuple[Pyncette, dict[str, Task]]:
-    """The app of a soak worker, or with ``worker=False`` only its dynamic templates (for the driver)."""
-    stream = open(Path(config["ledger"]) / f"{os.getpid()}.jsonl", "a", buffering=1) if worker else None  # noqa: SIM115
-    ledger = _Ledger(stream)
+def open_ledger(directory: Path, worker: int) -> IO[str]:
+    """The line-buffered ledger file of ``worker`` in the ledger ``directory``."""
+    return open(directory / f"{worker}.jsonl", "a", buffering=1)
+
+
+def build_soak_app(
+    config: Mapping[str, Any],
+    *,
+    worker: int | None = None,
+    ledger: IO[str] | None = None,
+    repository_factory: RepositoryFactory | None = None,
+) -> tuple[Pyncette, dict[str, Task]]:
+    """The app of soak worker ``worker`` recording into ``ledger``; without a worker, only its dynamic templates (for the driver).
+
+    The store is ``repository_factory`` when given, else ``config["backend"]`` with ``config["options"]``.
+    """
+    journal = _Ledger(ledger if worker is not None else None)
     lease = datetime.timedelta(seconds=config.get("lease", 3.0))
     heartbeat = lease / 3
+    store: dict[str, Any] = (
+        {"repository_factory": repository_factory}
+        if repository_factory is not None
+        else {"backend": config["backend"], **config["options"]}
+    )
     app = Pyncette(
-        backend=config["backend"],
         poll_interval=config.get("poll_interval", 0.2),
         concurrency_limit=config.get("concurrency_limit", 50),
         batch_size=config.get("batch_size", 50),
         shutdown_grace=config.get("shutdown_grace", 5),
-        plugins=[ledger],
-        **config["options"],
+        worker_id=None if worker is None else f"soak-{worker}",
+        plugins=[journal],
+        **store,
     )
 
     async def body(context: Context) -> None:
-        run = f"{os.getpid()}-{next(ledger.runs)}"
+        run = f"{worker}-{next(journal.runs)}"
         setattr(context, "soak_run", run)  # noqa: B010 - read back by the outcome hook
-        ledger.write(
+        journal.write(
             ev="start",
             run=run,
             instance=context.task.full_name,
             mode=MODES[context.task.template.execution_mode],
             slot=context.scheduled_at.timestamp(),
             token=context.fencing_token,
-            pid=os.getpid(),
+            pid=worker,
             t=time.time(),
         )
         pause = context.args.get("sleep")
         if isinstance(pause, (int, float)) and pause > 0:
             await anyio.sleep(pause)
-        ledger.write(ev="end", run=run, t=time.time())
+        journal.write(ev="end", run=run, t=time.time())
 
     at_least_once: dict[str, Any] = {
         "execution_mode": ExecutionMode.AT_LEAST_ONCE,
@@ -99,7 +120,7 @@ def build_soak_app(config: dict[str, Any], *, worker: bool = True) -> tuple[Pync
     }
     at_most_once: dict[str, Any] = {"execution_mode": ExecutionMode.AT_MOST_ONCE, "lease_duration": lease}
     tasks: dict[str, Task] = {}
-    if worker:
+    if worker is not None:
         tasks[STATIC_ALO] = app.task(name=STATIC_ALO, schedule="* * * * * *", sleep=0.05, **at_least_once)(body)
         tasks[STATIC_AMO] = app.task(name=STATIC_AMO, schedule="* * * * * *", sleep=0.05, **at_most_once)(body)
     tasks[DYNAMIC_ALO] = app.dynamic_task(name=DYNAMIC_ALO, **at_least_once)(body)
@@ -108,8 +129,10 @@ def build_soak_app(config: dict[str, Any], *, worker: bool = True) -> tuple[Pync
 
 
 def main() -> None:
-    app, _ = build_soak_app(json.loads(os.environ[CONFIG_VARIABLE]))
-    app.main()
+    config = json.loads(os.environ[CONFIG_VARIABLE])
+    with open_ledger(Path(config["ledger"]), os.getpid()) as ledger:
+        app, _ = build_soak_app(config, worker=os.getpid(), ledger=ledger)
+        app.main()
 
 
 if __name__ == "__main__":
