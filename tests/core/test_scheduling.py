@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-from typing import Any
+from typing import Any, AsyncIterator
 
 import anyio
 import pytest
@@ -447,3 +448,26 @@ def test_error_descriptions_are_never_empty() -> None:
     assert describe_error(TimeoutError()) == "no reply within the store timeout (TimeoutError)"
     assert describe_error(ConnectionResetError()) == "ConnectionResetError"
     assert describe_error(ConnectionError("store down")) == "store down"
+
+
+async def test_start_up_fails_fast_when_the_store_cannot_register_the_static_tasks(clock: FakeClock) -> None:
+    from pyncette.errors import BackendError
+    from pyncette.memory import MemoryRepository
+
+    class Refusing(MemoryRepository):
+        async def register_tasks(self, now: datetime.datetime, registrations: Any) -> Any:
+            raise BackendError("store down")
+
+    @contextlib.asynccontextmanager
+    async def factory(**_: Any) -> AsyncIterator[MemoryRepository]:
+        yield Refusing()
+
+    app = make_app(backend=None, repository_factory=factory)
+
+    @app.task(interval=S)
+    async def job(context: Context) -> None:
+        pass
+
+    with pytest.raises(BackendError, match="store down"):
+        async with app.create(clock=clock):
+            pass
