@@ -182,3 +182,16 @@ def test_fixture_must_be_async_generator() -> None:
 
     with pytest.raises(ConfigurationError, match="async generator"):
         app.fixture()(not_a_generator)
+
+
+@pytest.mark.parametrize("keyword", ["func", "dynamic", "status", "compiled_schedule", "parent_task"])
+def test_keywords_naming_internal_fields_are_refused_and_extra_args_carries_them(keyword: str) -> None:
+    app = make_app()
+
+    async def job(context: Context) -> None:
+        pass
+
+    with pytest.raises(TaskDefinitionError, match=f"'{keyword}' cannot be given to a task decorator.*extra_args"):
+        app.task(interval=datetime.timedelta(seconds=1), **{keyword: 1})(job)
+    task = app.task(name="carried", interval=datetime.timedelta(seconds=1), extra_args={keyword: 1})(job)
+    assert task.extra_args == {keyword: 1} and not task.is_instance and task.status is None

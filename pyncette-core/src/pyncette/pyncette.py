@@ -141,7 +141,7 @@ class Pyncette:
 
     def _decorator(self, kwargs: dict[str, Any], *, dynamic: bool) -> Callable[[TaskFunc], Task]:
         def register(func: TaskFunc) -> Task:
-            task = Task.define(func, dynamic=dynamic, **kwargs)
+            task = Task.define(func, kwargs, dynamic=dynamic)
             if task.name in self._tasks:
                 raise TaskDefinitionError(task.name, "a task with this name is already defined")
             self._tasks[task.name] = task

@@ -65,6 +65,10 @@ def _enum(task: str, option: str, enum_type: Any, value: Any) -> Any:
         raise TaskDefinitionError(task, f"{option} must be one of {valid}, got {value!r}") from None
 
 
+_INTERNAL_FIELDS = frozenset({"func", "dynamic", "status", "compiled_schedule", "parent_task"})
+"""Fields of :class:`Task` that the scheduler sets itself; a decorator keyword never reaches them."""
+
+
 def canonical_json(task: str, what: str, value: JSON) -> str:
     """``value`` as compact JSON with sorted keys; a non-JSON value is a definition error."""
     try:
@@ -134,8 +138,15 @@ class Task:
     # definition
 
     @classmethod
-    def define(cls, func: TaskFunc, *, name: str | None = None, dynamic: bool = False, **options: Any) -> Task:
-        """Build and validate a task from decorator arguments; unknown keywords become extra args."""
+    def define(cls, func: TaskFunc, decorator_options: Mapping[str, Any], *, dynamic: bool = False) -> Task:
+        """Build and validate a task from a decorator's keywords; unknown keywords become extra args.
+
+        Keywords naming a field the scheduler sets itself (``func``, ``dynamic``, ``status``, ...)
+        are refused with :class:`TaskDefinitionError`; ``extra_args={...}`` passes arguments of
+        any name.
+        """
+        options = dict(decorator_options)
+        name = options.pop("name", None)
         while isinstance(func, Task):
             func = func.func
         task_name = name if name is not None else getattr(func, "__name__", None)
@@ -143,6 +154,13 @@ class Task:
             raise TaskDefinitionError(str(task_name), "a task name must be 1-200 characters without ':'")
         if not callable(func):
             raise TaskDefinitionError(task_name, f"the task function must be callable, got {func!r}")
+        internal = sorted(_INTERNAL_FIELDS.intersection(options))
+        if internal:
+            raise TaskDefinitionError(
+                task_name,
+                f"{', '.join(map(repr, internal))} cannot be given to a task decorator; "
+                "to give the task an argument of that name use extra_args={...}",
+            )
         if options.pop("fast_forward", False) and "catch_up" not in options:
             options["catch_up"] = CatchUp.LATEST
         fields = {f.name for f in attrs.fields(cls)}
