@@ -55,7 +55,11 @@ class InstanceData:
         return cls(**{f.name: raw[f.name] for f in attrs.fields(cls) if f.name in raw})
 
     def dump(self) -> str:
-        return json.dumps({k: v for k, v in attrs.asdict(self).items() if v}, separators=(",", ":"))
+        values = {name: value for name in _INSTANCE_DATA_FIELDS if (value := getattr(self, name))}
+        return json.dumps(values, separators=(",", ":")) if values else "{}"
+
+
+_INSTANCE_DATA_FIELDS = tuple(field.name for field in attrs.fields(InstanceData))
 
 
 def effective_grace(task: Task, poll_interval: datetime.timedelta) -> datetime.timedelta | None:
