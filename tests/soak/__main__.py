@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--max-live", type=int, default=None, help="bound on the changing recurring instances (for a slow store such as moto)"
+    )
+    parser.add_argument(
         "--keep", type=Path, default=None, help="directory for the ledger and driver log (default: a temporary one)"
     )
     arguments = parser.parse_args(argv)
@@ -39,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         if arguments.backend == MEMORY:
             result = run_memory_soak(workdir / "soak", duration=duration, workers=arguments.workers, seed=arguments.seed)
         else:
-            result = _soak_shared_store(arguments.backend, workdir, duration, arguments.workers, arguments.seed)
+            result = _soak_shared_store(
+                arguments.backend, workdir, duration, arguments.workers, arguments.seed, arguments.max_live
+            )
         totals = {"backend": arguments.backend, "minutes": arguments.minutes, **result.totals()}
         print(json.dumps(totals))
         for violation in result.verdict.violations[:50]:
@@ -47,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result.verdict.ok else 1
 
 
-def _soak_shared_store(backend: str, workdir: Path, duration: float, workers: int, seed: int | None) -> SoakResult:
+def _soak_shared_store(
+    backend: str, workdir: Path, duration: float, workers: int, seed: int | None, max_live: int | None
+) -> SoakResult:
     patch = pytest.MonkeyPatch()
     stores = STORES[backend](workdir, patch)
     store = next(stores)
@@ -62,6 +69,7 @@ def _soak_shared_store(backend: str, workdir: Path, duration: float, workers: in
             environment=store.environment,
             workers=workers,
             seed=seed,
+            max_live=max_live,
         )
     finally:
         for _ in stores:

@@ -76,6 +76,8 @@ class _Driver:
     events: list[DriverEvent] = attrs.field(factory=list)
     instances: dict[str, _Instance] = attrs.field(factory=dict)
     counter: int = 0
+    max_live: int | None = None
+    """At most this many changing recurring instances at once (None: no bound); keeps the load within a slow store's capacity."""
 
     # workers
 
@@ -160,6 +162,8 @@ class _Driver:
         action = self.rng.choices(
             ["create", "once", "update", "same", "pause", "resume", "unschedule"], weights=[3, 4, 3, 2, 1, 2, 3]
         )[0]
+        if action == "create" and self.max_live is not None and len(recurring) >= self.max_live:
+            action = "unschedule"
         if action in ("create", "once") or not churn:
             instance = self.new_instance(once=action == "once")
             if await self._call_schedule(context, templates, instance, changed=True):
@@ -250,6 +254,7 @@ def run_soak(
     kill_every: float = 6.0,
     cut_every: float = 4.0,
     seed: int | None = None,
+    max_live: int | None = None,
 ) -> SoakResult:
     """Soak worker processes on a shared store for ``duration`` seconds (the last :data:`GRACE` quiet) and judge it.
 
@@ -266,7 +271,16 @@ def run_soak(
             proxy,
         )
         driver_app = build_soak_app({"backend": backend, "options": dict(options)})
-        return soak(fleet, driver_app, duration=duration, workers=workers, kill_every=kill_every, cut_every=cut_every, seed=seed)
+        return soak(
+            fleet,
+            driver_app,
+            duration=duration,
+            workers=workers,
+            kill_every=kill_every,
+            cut_every=cut_every,
+            seed=seed,
+            max_live=max_live,
+        )
 
 
 def soak(
@@ -279,10 +293,13 @@ def soak(
     cut_every: float,
     seed: int | None,
     steady: int = STEADY,
+    max_live: int | None = None,
 ) -> SoakResult:
     """Drive ``fleet`` for ``duration`` seconds through ``driver_app`` (the soak app without a worker), then judge the ledger.
 
-    ``steady`` recurring instances per mode are never changed (see :data:`STEADY`).
+    ``steady`` recurring instances per mode are never changed (see :data:`STEADY`); ``max_live``
+    bounds the changing recurring ones (a store slower than the churn falls behind, and a slot
+    still waiting at the stop is judged missing).
 
     The ledger, the driver log (``driver.jsonl``) and the totals with the seed (``totals.json``)
     are kept next to each other, in the parent of ``fleet.ledger``.
@@ -290,7 +307,7 @@ def soak(
     workdir = fleet.ledger.parent
     fleet.ledger.mkdir(parents=True, exist_ok=True)
     seed = seed if seed is not None else random.randrange(2**32)
-    driver = _Driver(fleet, random.Random(seed))
+    driver = _Driver(fleet, random.Random(seed), max_live=max_live)
     logs = anyio.run(_drive, driver, driver_app, duration, workers, kill_every, cut_every, steady)
     runs = read_ledger(fleet.ledger)
     verdict = check(runs, driver.events, grace=GRACE)

@@ -12,9 +12,9 @@ import pytest
 from pyncette.errors import BackendError
 from pyncette.memory import MemoryRepository
 from pyncette.model import Registration, TaskKey
-from tests.soak.driver import LEASE, read_ledger, wait_until
+from tests.soak.driver import LEASE, _Driver, read_ledger, wait_until
 from tests.soak.in_process import InProcessFleet, WorkerKilled, WorkerStore, factory_of
-from tests.support.soak_worker import DYNAMIC_ALO, build_soak_app
+from tests.support.soak_worker import DYNAMIC_ALO, DYNAMIC_AMO, build_soak_app
 
 pytestmark = pytest.mark.anyio
 
@@ -88,3 +88,25 @@ async def test_a_cut_disturbs_the_workers_that_are_up_and_spares_one_still_start
         await wait_until(lambda: any("soak cut" in line for line in fleet.workers[up].log), timeout=5, what="a failed call")
         logs = await fleet.stop()
     assert "soak cut" not in logs[starting]
+
+
+class _Accepting:
+    """A stand-in for the driver's app context that accepts every change."""
+
+    async def schedule_task(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    pause_task = resume_task = unschedule_task = schedule_task
+
+
+async def test_the_driver_keeps_the_changing_recurring_instances_within_max_live(tmp_path: Path) -> None:
+    fleet = InProcessFleet(tmp_path / "ledger", {}, MemoryRepository(), random.Random(1))
+    driver = _Driver(fleet, random.Random(7), max_live=3)
+    templates = {DYNAMIC_ALO: object(), DYNAMIC_AMO: object()}
+    most = 0
+    for _ in range(300):
+        await driver.step(_Accepting(), templates)
+        recurring = [i for i in driver.instances.values() if not i.steady and i.execute_at is None]
+        most = max(most, len(recurring))
+    assert most == 3, "the bound is reached and never passed"
+    assert sum(e.op == "unschedule" for e in driver.events) > 0
