@@ -471,3 +471,17 @@ async def test_start_up_fails_fast_when_the_store_cannot_register_the_static_tas
     with pytest.raises(BackendError, match="store down"):
         async with app.create(clock=clock):
             pass
+
+
+async def test_instances_may_have_arguments_named_like_the_parameters_of_schedule_task(clock: FakeClock) -> None:
+    app = make_app()
+    seen: list[dict[str, Any]] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        seen.append(dict(context.args))
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "one", interval=S, task="t", instance_name="n", name="x")
+        await run_until(ctx, START + S)
+    assert seen == [{"task": "t", "instance_name": "n", "name": "x"}]

@@ -72,7 +72,7 @@ not_json = st.one_of(
 # Keywords the decorators and instantiate() read as task options (and `name`, which the tests pass
 # themselves): an argument named like one would be an option, not an argument. Names of the fields
 # the scheduler sets itself (func, status, ...) stay in: a decorator must refuse them clearly.
-RESERVED = {field.name for field in attrs.fields(Task)} - _INTERNAL_FIELDS | {"fast_forward"}
+RESERVED = {field.name for field in attrs.fields(Task)} - _INTERNAL_FIELDS | {"fast_forward", "force"}
 argument_names = st.text(alphabet=st.characters(categories=["Ll"]), min_size=1, max_size=8).filter(lambda k: k not in RESERVED)
 arguments = st.dictionaries(argument_names, st.one_of(json_values, not_json), max_size=3)
 instance_names = st.one_of(

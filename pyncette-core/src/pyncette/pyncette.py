@@ -562,8 +562,10 @@ class PyncetteContext:
                 raise TaskDefinitionError(task, "no such task is defined") from None
         return task.template
 
-    async def schedule_task(self, task: Task | str, instance_name: str, *, force: bool = False, **kwargs: Any) -> Task:
+    async def schedule_task(self, task: Task | str, instance_name: str, /, *, force: bool = False, **kwargs: Any) -> Task:
         """Create or update the instance ``instance_name`` of a dynamic task; return it.
+
+        ``task`` and ``instance_name`` are positional, so an instance may have arguments of those names.
 
         Keywords are as for :meth:`Task.instantiate`. If the instance exists with the same
         definition, its pending run is kept; a changed definition re-plans it. An instance locked

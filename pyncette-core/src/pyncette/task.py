@@ -233,7 +233,7 @@ class Task:
 
     # dynamic instances
 
-    def instantiate(self, name: str, **kwargs: Any) -> Task:
+    def instantiate(self, name: str, /, **kwargs: Any) -> Task:
         """An instance of this dynamic template named ``name``.
 
         Keywords override the template's schedule (``schedule``, ``interval`` or ``execute_at``,
