@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import datetime
 import functools
 import itertools
 import logging
 import random
 import time
 from pathlib import Path
-from typing import IO, Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import IO, Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping, TypeVar
 
 import anyio
 import anyio.abc
@@ -36,9 +35,8 @@ import attrs
 from pyncette import Pyncette
 from pyncette.errors import BackendError
 from pyncette.memory import MemoryRepository
-from pyncette.model import ClaimResult, Completion, Lease, Page, RegisterOutcome, Registration, TaskKey, TaskState
 from pyncette.pyncette import PyncetteContext
-from pyncette.repository import Repository, RepositoryFactory
+from pyncette.repository import Repository, RepositoryFactory, RepositoryWrapper, WakeupCallback
 from tests.soak.driver import LEASE, STEADY, SoakResult, soak
 from tests.support.soak_worker import build_soak_app, open_ledger
 
@@ -49,7 +47,7 @@ class WorkerKilled(BackendError):
     """Raised by every store call of a killed worker, whose tasks are being cancelled."""
 
 
-class WorkerStore(Repository):
+class WorkerStore(RepositoryWrapper):
     """One worker's connection to the shared store ``inner``; :meth:`sever` kills it, :meth:`disturb` makes it fail.
 
     While disturbed, each call fails with :class:`~pyncette.errors.BackendError` with probability
@@ -58,7 +56,7 @@ class WorkerStore(Repository):
     """
 
     def __init__(self, inner: Repository, rng: random.Random, failure_rate: float) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.rng = rng
         self.failure_rate = failure_rate
         self.severed = False
@@ -70,7 +68,10 @@ class WorkerStore(Repository):
     def disturb(self, seconds: float) -> None:
         self.disturbed_until = time.monotonic() + seconds
 
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+    def set_wakeup_callback(self, callback: WakeupCallback) -> None:
+        del callback
+
+    async def around(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         if self.severed:
             raise WorkerKilled
         fails = time.monotonic() < self.disturbed_until and self.rng.random() < self.failure_rate
@@ -83,45 +84,6 @@ class WorkerStore(Repository):
         if after:
             raise BackendError("soak cut: the answer was lost")
         return result
-
-    async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
-        return await self._call(lambda: self.inner.register_tasks(now, registrations))
-
-    async def unregister_task(self, now: datetime.datetime, key: TaskKey) -> bool:
-        return await self._call(lambda: self.inner.unregister_task(now, key))
-
-    async def claim_due(
-        self,
-        now: datetime.datetime,
-        task: str,
-        *,
-        owner: str,
-        lease_duration: datetime.timedelta,
-        limit: int,
-        instance: str | None = None,
-    ) -> ClaimResult:
-        return await self._call(
-            lambda: self.inner.claim_due(now, task, owner=owner, lease_duration=lease_duration, limit=limit, instance=instance)
-        )
-
-    async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
-        return await self._call(lambda: self.inner.complete_tasks(now, completions))
-
-    async def extend_lease(
-        self, now: datetime.datetime, key: TaskKey, lease: Lease, lease_duration: datetime.timedelta
-    ) -> Lease | None:
-        return await self._call(lambda: self.inner.extend_lease(now, key, lease, lease_duration))
-
-    async def get_task(self, key: TaskKey) -> TaskState | None:
-        return await self._call(lambda: self.inner.get_task(key))
-
-    async def list_tasks(self, task: str, *, limit: int, continuation: str | None = None) -> Page:
-        return await self._call(lambda: self.inner.list_tasks(task, limit=limit, continuation=continuation))
-
-    async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
-    ) -> bool:
-        return await self._call(lambda: self.inner.set_paused(now, key, paused, next_run))
 
 
 def factory_of(repository: Repository) -> RepositoryFactory:

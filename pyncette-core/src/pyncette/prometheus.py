@@ -61,8 +61,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pyncette.errors import describe_error
 from pyncette.hookspecs import hookimpl
 from pyncette.log_format import log_fields, scope_task
-from pyncette.model import ClaimResult, Completion, DueSummary, Lease, Page, RegisterOutcome, Registration, TaskKey, TaskState
-from pyncette.repository import Repository, WakeupCallback
+from pyncette.model import ClaimResult, DueSummary, Lease
+from pyncette.repository import Repository, RepositoryWrapper
 
 if TYPE_CHECKING:
     from pyncette.context import Context
@@ -240,36 +240,27 @@ class PrometheusPlugin:
         return [lambda repository: MeasuredRepository(repository, self)]
 
 
-class MeasuredRepository(Repository):
+class MeasuredRepository(RepositoryWrapper):
     """A repository that times every operation of the one it wraps, counts claims and measures backlogs."""
 
     def __init__(self, inner: Repository, plugin: PrometheusPlugin) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._plugin = plugin
         self._metrics = plugin.metrics
         self._backlog_counted: dict[str, datetime.datetime] = {}  # scope -> the poll time it was last counted at
         self._backlogs: dict[str, dict[str, DueSummary]] = {}  # task label -> scope -> its last count
 
-    def __getattr__(self, name: str) -> Any:  # backend-specific extras (close(), describe(), ...)
-        return getattr(self.inner, name)
-
-    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+    async def around(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         if not self._plugin.measure_repositories:
-            return await call
+            return await call()
         start = time.perf_counter()
         try:
-            return await call
+            return await call()
         except Exception:
             self._metrics.repository_errors.labels(operation).inc()
             raise
         finally:
             self._metrics.repository_duration.labels(operation).observe(time.perf_counter() - start)
-
-    async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
-        return await self._timed("register_tasks", self.inner.register_tasks(now, registrations))
-
-    async def unregister_task(self, now: datetime.datetime, key: TaskKey) -> bool:
-        return await self._timed("unregister_task", self.inner.unregister_task(now, key))
 
     async def claim_due(
         self,
@@ -281,8 +272,7 @@ class MeasuredRepository(Repository):
         limit: int,
         instance: str | None = None,
     ) -> ClaimResult:
-        call = self.inner.claim_due(now, task, owner=owner, lease_duration=lease_duration, limit=limit, instance=instance)
-        result = await self._timed("claim_due", call)
+        result = await super().claim_due(now, task, owner=owner, lease_duration=lease_duration, limit=limit, instance=instance)
         if self._plugin.measure_ticks:
             label = scope_task(task)
             self._metrics.polls.labels(label).inc()
@@ -312,34 +302,6 @@ class MeasuredRepository(Repository):
         self._metrics.due_backlog.labels(label).set(sum(s.count for s in scopes.values()))
         age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
         self._metrics.oldest_due_age.labels(label).set(age)
-
-    async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
-        return await self._timed("complete_tasks", self.inner.complete_tasks(now, completions))
-
-    async def extend_lease(
-        self, now: datetime.datetime, key: TaskKey, lease: Lease, lease_duration: datetime.timedelta
-    ) -> Lease | None:
-        return await self._timed("extend_lease", self.inner.extend_lease(now, key, lease, lease_duration))
-
-    async def get_task(self, key: TaskKey) -> TaskState | None:
-        return await self._timed("get_task", self.inner.get_task(key))
-
-    async def list_tasks(self, task: str, *, limit: int, continuation: str | None = None) -> Page:
-        return await self._timed("list_tasks", self.inner.list_tasks(task, limit=limit, continuation=continuation))
-
-    async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
-    ) -> bool:
-        return await self._timed("set_paused", self.inner.set_paused(now, key, paused, next_run))
-
-    async def server_time(self) -> datetime.datetime | None:
-        return await self._timed("server_time", self.inner.server_time())
-
-    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary | None:
-        return await self._timed("count_due", self.inner.count_due(now, task))
-
-    def set_wakeup_callback(self, callback: WakeupCallback) -> None:
-        self.inner.set_wakeup_callback(callback)
 
 
 def metrics_route(registry: CollectorRegistry | None = None) -> Callable[[PyncetteContext], Awaitable[Response]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import datetime
-from typing import AsyncContextManager, Callable, Sequence
+from typing import Any, AsyncContextManager, Awaitable, Callable, Sequence, TypeVar
 
 from pyncette.errors import LeaseLostException, TaskLockedException
 from pyncette.model import (
@@ -190,6 +190,79 @@ class Repository(abc.ABC):
         if outcome is RegisterOutcome.LOCKED:
             raise TaskLockedException(registration.key.instance or registration.key.task)
         return outcome
+
+
+T = TypeVar("T")
+
+
+class RepositoryWrapper(Repository):
+    """A repository that forwards every operation to ``inner`` through :meth:`around`.
+
+    Wrappers (metrics, fault injection in tests, ...) override :meth:`around`, which sees each
+    call with its operation's name, and any operation they treat specially; an operation added
+    to the contract is forwarded by this class, so no wrapper can forget it. Attributes that are
+    not operations (a backend's ``connection``, ``aclose()``, ...) are read from ``inner``.
+    """
+
+    def __init__(self, inner: Repository) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def around(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call``, the forwarded ``operation``; the default just awaits it."""
+        del operation
+        return await call()
+
+    async def register_tasks(self, now: datetime.datetime, registrations: Sequence[Registration]) -> list[RegisterOutcome]:
+        return await self.around("register_tasks", lambda: self.inner.register_tasks(now, registrations))
+
+    async def unregister_task(self, now: datetime.datetime, key: TaskKey) -> bool:
+        return await self.around("unregister_task", lambda: self.inner.unregister_task(now, key))
+
+    async def claim_due(
+        self,
+        now: datetime.datetime,
+        task: str,
+        *,
+        owner: str,
+        lease_duration: datetime.timedelta,
+        limit: int,
+        instance: str | None = None,
+    ) -> ClaimResult:
+        return await self.around(
+            "claim_due",
+            lambda: self.inner.claim_due(now, task, owner=owner, lease_duration=lease_duration, limit=limit, instance=instance),
+        )
+
+    async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
+        return await self.around("complete_tasks", lambda: self.inner.complete_tasks(now, completions))
+
+    async def extend_lease(
+        self, now: datetime.datetime, key: TaskKey, lease: Lease, lease_duration: datetime.timedelta
+    ) -> Lease | None:
+        return await self.around("extend_lease", lambda: self.inner.extend_lease(now, key, lease, lease_duration))
+
+    async def get_task(self, key: TaskKey) -> TaskState | None:
+        return await self.around("get_task", lambda: self.inner.get_task(key))
+
+    async def list_tasks(self, task: str, *, limit: int, continuation: str | None = None) -> Page:
+        return await self.around("list_tasks", lambda: self.inner.list_tasks(task, limit=limit, continuation=continuation))
+
+    async def set_paused(
+        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+    ) -> bool:
+        return await self.around("set_paused", lambda: self.inner.set_paused(now, key, paused, next_run))
+
+    async def server_time(self) -> datetime.datetime | None:
+        return await self.around("server_time", self.inner.server_time)
+
+    async def count_due(self, now: datetime.datetime, task: str) -> DueSummary | None:
+        return await self.around("count_due", lambda: self.inner.count_due(now, task))
+
+    def set_wakeup_callback(self, callback: WakeupCallback) -> None:
+        self.inner.set_wakeup_callback(callback)
 
 
 WakeupCallback = Callable[[str, datetime.datetime], None]
