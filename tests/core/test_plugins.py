@@ -171,37 +171,52 @@ async def test_plugin_middleware_runs_outside_application_middleware(testplugin:
 
 
 DRIVERS = ("redis", "asyncpg", "aiomysql", "aiobotocore", "botocore", "aiosqlite")
+STAND_IN_DRIVER = "pyncette_testplugin.stand_in_driver"
+"""The test plugin's stand-in for a driver: only its ``lazy`` backend imports it (tests/plugin_dist)."""
 
 
-def test_discovering_backends_imports_no_driver() -> None:
-    """Plugin discovery lists every installed backend, yet imports a driver only for the backend in use."""
+def _run_python(program: str) -> Any:
+    """Run ``program`` in a fresh interpreter (nothing imported yet) and decode the JSON it prints."""
+    output = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True).stdout
+    return json.loads(output)
+
+
+def test_discovering_backends_imports_no_driver(testplugin: Any) -> None:
+    """Plugin discovery lists every installed backend, yet imports a driver only for the backend in use.
+
+    Every backend an entry point provides is listed (whichever backend distributions are installed),
+    and neither the stand-in driver of the test plugin's ``lazy`` backend nor a real driver is imported.
+    """
+    watched = (*DRIVERS, STAND_IN_DRIVER)
     program = (
         "import json, sys; from pyncette import Pyncette; app = Pyncette(backend='memory'); "
         "from pyncette.plugins import installed_backends; "
-        f"print(json.dumps([sorted(installed_backends(app.plugin_manager)), [m for m in {DRIVERS!r} if m in sys.modules]]))"
+        f"print(json.dumps([sorted(installed_backends(app.plugin_manager)), [m for m in {watched!r} if m in sys.modules]]))"
     )
-    output = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True).stdout
-    backends, drivers = json.loads(output)
-    assert {"dynamodb", "memory", "mysql", "postgres", "redis", "sqlite"} <= set(backends)
+    backends, drivers = _run_python(program)
+    # Backend distributions register their backend under an entry point of the same name.
+    backend_entry_points = {ep.name for ep in importlib.metadata.entry_points(group="pyncette")} - {"testplugin"}
+    assert set(backends) == backend_entry_points | {"recording", "lazy"}
     assert drivers == []
 
 
-def test_the_selected_backend_is_imported_when_the_app_is_built() -> None:
+def test_the_selected_backend_is_imported_when_the_app_is_built(testplugin: Any) -> None:
+    watched = (*DRIVERS, STAND_IN_DRIVER)
     program = (
-        "import sys; from pyncette import Pyncette; app = Pyncette(sqlite_database=':memory:'); "
-        f"print(app.backend_name, sorted(m for m in {DRIVERS!r} if m in sys.modules))"
+        "import json, sys; from pyncette import Pyncette; app = Pyncette(lazy_label='x'); "
+        f"print(json.dumps([app.backend_name, sorted(m for m in {watched!r} if m in sys.modules)]))"
     )
-    output = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True).stdout
-    assert output.strip() == "sqlite ['aiosqlite']"
+    assert _run_python(program) == ["lazy", [STAND_IN_DRIVER]]
 
 
-def test_a_factory_given_by_path_is_recognised_when_passed_directly() -> None:
-    from pyncette.redis import redis_repository
+def test_a_factory_given_by_path_is_recognised_when_passed_directly(testplugin: Any) -> None:
+    """A factory the plugin names by import path is matched to its backend, whose options are then checked."""
+    from pyncette_testplugin import lazy_repository
 
-    app = Pyncette(repository_factory=redis_repository, redis_url="redis://127.0.0.1")
-    assert app.backend_name == "redis"
-    with pytest.raises(UnknownOptionError):
-        Pyncette(repository_factory=redis_repository, sqlite_database=":memory:")
+    app = Pyncette(repository_factory=lazy_repository, lazy_label="direct")
+    assert app.backend_name == "lazy"
+    with pytest.raises(UnknownOptionError, match="'recording_label' belongs to backend 'recording'"):
+        Pyncette(repository_factory=lazy_repository, recording_label="other")
 
 
 def test_a_backend_whose_factory_cannot_be_imported_fails_with_a_clear_error() -> None:
