@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
 import pytest
@@ -59,6 +59,85 @@ async def test_every_ten_seconds_cron_of_the_quick_start(clock: FakeClock) -> No
     async with app.create(clock=clock) as ctx:
         await run_until(ctx, START + 60 * S)
     assert count == 6
+
+
+HOUR = datetime.timedelta(hours=1)
+
+
+@contextlib.asynccontextmanager
+async def running_loop(ctx: Any) -> AsyncIterator[Callable[[datetime.datetime], Awaitable[None]]]:
+    """Run the real poll loop (``ctx.run()``) on the FakeClock; yield ``step_to(moment)``.
+
+    ``step_to`` moves the clock forward one second at a time, letting the loop do everything it
+    wants at each second before the next: the loop sleeps on the clock, so it runs a task at the
+    second it chose to wake, and only then.
+    """
+    clock = ctx.clock
+
+    async def step_to(moment: datetime.datetime) -> None:
+        while clock.now() < moment:
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(S)
+        await anyio.wait_all_tasks_blocked()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ctx.run)
+        await anyio.wait_all_tasks_blocked()
+        yield step_to
+        ctx.shutdown()
+
+
+async def test_the_loop_wakes_at_each_slot_not_at_the_poll_interval(clock: FakeClock) -> None:
+    """Precise wake-up: with a poll interval of an hour, each task still starts exactly at its slot."""
+    app = make_app(poll_interval=HOUR)
+    started: list[tuple[str, datetime.datetime, datetime.datetime]] = []
+
+    @app.task(interval=7 * S)
+    async def every_seven(context: Context) -> None:
+        started.append(("every_seven", context.scheduled_at, clock.now()))
+
+    @app.task(schedule="* * * * * 10,45")
+    async def cron_seconds(context: Context) -> None:
+        started.append(("cron_seconds", context.scheduled_at, clock.now()))
+
+    async with app.create(clock=clock) as ctx, running_loop(ctx) as step_to:
+        await step_to(START + 50 * S)
+    assert all(scheduled == now for _, scheduled, now in started), started
+    assert sorted((name, scheduled) for name, scheduled, _ in started) == sorted(
+        [("every_seven", START + n * 7 * S) for n in range(1, 8)]
+        + [("cron_seconds", START + 10 * S), ("cron_seconds", START + 45 * S)]
+    )
+
+
+async def test_an_instance_due_sooner_wakes_the_sleeping_loop_at_its_time(clock: FakeClock) -> None:
+    """A dynamic instance scheduled while the loop sleeps towards a later slot moves the wake-up to its own time."""
+    app = make_app(poll_interval=HOUR)
+    started: list[tuple[str, datetime.datetime, datetime.datetime]] = []
+
+    @app.task(interval=30 * S)
+    async def slow(context: Context) -> None:
+        started.append(("slow", context.scheduled_at, clock.now()))
+
+    @app.dynamic_task()
+    async def reminder(context: Context) -> None:
+        started.append((context.task.name, context.scheduled_at, clock.now()))
+
+    async with app.create(clock=clock) as ctx, running_loop(ctx) as step_to:
+        await step_to(START + 5 * S)
+        assert ctx.next_wakeup() == START + 30 * S
+        await ctx.schedule_task(reminder, "soon", execute_at=START + 12 * S)
+        assert ctx.next_wakeup() == START + 12 * S
+        await step_to(START + 20 * S)
+        assert started == [("soon", START + 12 * S, START + 12 * S)]
+        await ctx.schedule_task(reminder, "every-9s", interval=9 * S)
+        assert ctx.next_wakeup() == START + 29 * S
+        await step_to(START + 40 * S)
+    assert started == [
+        ("soon", START + 12 * S, START + 12 * S),
+        ("every-9s", START + 29 * S, START + 29 * S),
+        ("slow", START + 30 * S, START + 30 * S),
+        ("every-9s", START + 38 * S, START + 38 * S),
+    ]
 
 
 async def test_disabled_task_never_runs(clock: FakeClock) -> None:
@@ -332,14 +411,16 @@ async def test_last_tick_and_add_to_context(clock: FakeClock) -> None:
 
     @app.task(interval=S)
     async def job(context: Context) -> None:
-        seen.append(context.greeting)
+        seen.append((context.greeting, context.other))
 
     async with app.create(clock=clock, context_items={"greeting": "hi"}) as ctx:
         ctx.add_to_context("other", 1)
         assert ctx.last_tick is None
         await run_until(ctx, START + S)
         assert ctx.last_tick == START + S
-    assert seen == ["hi"]
+        ctx.add_to_context("other", 2)
+        await run_until(ctx, START + 2 * S)
+    assert seen == [("hi", 1), ("hi", 2)], "a value added to the context is what the next run sees"
 
 
 async def test_next_runs_previews_in_the_task_zone(clock: FakeClock) -> None:
