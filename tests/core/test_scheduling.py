@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import anyio
 import pytest
 
-from pyncette import Context, TaskLockedException
+from pyncette import Context, ExecutionMode, TaskLockedException
 from pyncette.errors import TaskDefinitionError, describe_error
 from pyncette.model import TaskKey
 from pyncette.testing import FakeClock, run_until
@@ -249,6 +249,54 @@ async def test_schedule_task_rejects_static_task_and_unknown_names(clock: FakeCl
             await ctx.schedule_task("nope", "x", interval=S)
         with pytest.raises(TaskDefinitionError, match=r"dynamic/x.*interval"):
             await ctx.schedule_task("dynamic", "x", interval=-1)
+
+
+@pytest.mark.parametrize("operation", ["get_task", "unschedule_task", "pause_task", "resume_task"])
+@pytest.mark.parametrize("by_name", [False, True], ids=["template", "name"])
+@pytest.mark.parametrize("instance_name", [None, ""], ids=["no-name", "empty-name"])
+async def test_a_dynamic_task_used_as_a_static_one_needs_an_instance_name(
+    clock: FakeClock, operation: str, by_name: bool, instance_name: str | None
+) -> None:
+    app = make_app()
+
+    @app.dynamic_task(interval=S)
+    async def dyn(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(dyn, "i1")
+        method = getattr(ctx, operation)
+        with pytest.raises(TaskDefinitionError) as caught:
+            await method("dyn" if by_name else dyn, instance_name)
+        assert str(caught.value) == f"task 'dyn': an instance name is needed for a dynamic task (got {instance_name!r})"
+        found = await ctx.get_task(dyn, "i1")
+        assert found is not None and found.status is not None and not found.status.paused, "the instance is untouched"
+
+
+async def test_schedule_tasks_refuses_a_template_or_a_static_task_in_place_of_an_instance(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.dynamic_task(interval=S)
+    async def dyn(context: Context) -> None:
+        pass
+
+    @app.task(interval=S)
+    async def static(context: Context) -> None:
+        pass
+
+    hint = "give (template, instance_name, keywords) or template.instantiate(instance_name, ...)"
+    async with app.create(clock=clock) as ctx:
+        with pytest.raises(TaskDefinitionError) as caught:
+            await ctx.schedule_tasks([dyn])
+        assert str(caught.value) == (
+            f"task 'dyn': schedule_tasks needs instances of dynamic tasks, got a dynamic task template, not an instance; {hint}"
+        )
+        with pytest.raises(TaskDefinitionError) as caught:
+            await ctx.schedule_tasks([static])
+        assert str(caught.value) == f"task 'static': schedule_tasks needs instances of dynamic tasks, got a static task; {hint}"
+        with pytest.raises(TaskDefinitionError, match=r"task 'dyn': instance names must be 1-\d+ characters, got None"):
+            await ctx.schedule_task(dyn, None)  # type: ignore[arg-type]
+        assert (await ctx.list_tasks(dyn)).tasks == []
 
 
 async def test_unschedule_is_idempotent_and_stops_runs(clock: FakeClock) -> None:
@@ -566,3 +614,26 @@ async def test_instances_may_have_arguments_named_like_the_parameters_of_schedul
         await ctx.schedule_task(job, "one", interval=S, task="t", instance_name="n", name="x")
         await run_until(ctx, START + S)
     assert seen == [{"task": "t", "instance_name": "n", "name": "x"}]
+
+
+async def test_task_wide_options_given_to_schedule_task_are_refused_not_stored_as_arguments(clock: FakeClock) -> None:
+    app = make_app()
+    seen: list[dict[str, Any]] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        seen.append(dict(context.args))
+
+    async with app.create(clock=clock) as ctx:
+        with pytest.raises(
+            TaskDefinitionError, match=r"task 'job/a': 'execution_mode', 'failure_mode' cannot be given to an instance"
+        ):
+            await ctx.schedule_task(job, "a", interval=S, execution_mode=ExecutionMode.AT_MOST_ONCE, failure_mode="unlock")
+        assert await ctx.get_task(job, "a") is None, "nothing is stored"
+        # extra_args carries an argument of that name; the stored instance reads back the same.
+        await ctx.schedule_task(job, "b", interval=S, extra_args={"execution_mode": "mine"}, user=1)
+        await run_until(ctx, START + S)
+        stored = await ctx.get_task(job, "b")
+    assert seen == [{"execution_mode": "mine", "user": 1}]
+    assert stored is not None and stored.extra_args == {"execution_mode": "mine", "user": 1}
+    assert stored.execution_mode is ExecutionMode.AT_LEAST_ONCE

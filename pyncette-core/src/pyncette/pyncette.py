@@ -28,7 +28,7 @@ from pyncette.log_format import log_fields
 from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus
 from pyncette.plugins import create_plugin_manager, resolve_backend
 from pyncette.repository import Repository, RepositoryFactory
-from pyncette.schedule import resolve_misfire
+from pyncette.schedule import format_duration, resolve_misfire
 from pyncette.task import Task, TaskFunc, canonical_json
 
 logger = logging.getLogger(__name__)
@@ -293,7 +293,8 @@ def _positive(name: str, value: datetime.timedelta | float, *, allow_zero: bool 
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = datetime.timedelta(seconds=value)
     if not isinstance(value, datetime.timedelta) or value < datetime.timedelta(0) or (not allow_zero and not value):
-        raise ConfigurationError(f"{name} must be a positive timedelta or number of seconds, got {value!r}")
+        shown = format_duration(value) if isinstance(value, datetime.timedelta) else repr(value)
+        raise ConfigurationError(f"{name} must be a positive timedelta or number of seconds, got {shown}")
     return value
 
 
@@ -598,7 +599,12 @@ class PyncetteContext:
                     raise TaskDefinitionError(template.name, "schedule_task needs a dynamic task, not a static one")
                 instance = template.instantiate(name, **kwargs)
             if not instance.is_instance:
-                raise TaskDefinitionError(instance.name, "schedule_tasks needs instances of dynamic tasks")
+                what = "a dynamic task template, not an instance" if instance.dynamic else "a static task"
+                raise TaskDefinitionError(
+                    instance.name,
+                    f"schedule_tasks needs instances of dynamic tasks, got {what}; "
+                    "give (template, instance_name, keywords) or template.instantiate(instance_name, ...)",
+                )
             assert instance.compiled_schedule is not None
             try:
                 first = instance.compiled_schedule.first_run(now)
@@ -634,10 +640,7 @@ class PyncetteContext:
     def _key(self, task: Task | str, instance_name: str | None) -> TaskKey:
         if isinstance(task, Task) and task.is_instance:
             return task.key
-        template = self._resolve(task)
-        if template.dynamic and instance_name is None:
-            raise TaskDefinitionError(template.name, "an instance name is needed for a dynamic task")
-        return template.key_for(instance_name)
+        return self._resolve(task).key_for(instance_name)
 
     async def get_task(self, task: Task | str, instance_name: str | None = None) -> Task | None:
         """The static task or the dynamic instance with its stored status (``.status``), or None."""
