@@ -8,23 +8,25 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import anyio
 import pytest
 
 from pyncette import Context, Pyncette
-from pyncette.errors import ConfigurationError, UnknownBackendError, UnknownOptionError
+from pyncette.errors import ConfigurationError, LeaseLostException, UnknownBackendError, UnknownOptionError
 from pyncette.hookspecs import hookimpl
 from pyncette.lazy import import_path, lazy_exports
 from pyncette.memory import MemoryRepository
-from pyncette.model import BackendInfo
+from pyncette.model import BackendInfo, TaskKey
 from pyncette.plugins import create_plugin_manager, installed_backends
+from pyncette.repository import RepositoryWrapper
 from pyncette.testing import FakeClock, run_until
 from tests.core.conftest import START
 
 pytestmark = pytest.mark.anyio
 S = datetime.timedelta(seconds=1)
+T = TypeVar("T")
 
 
 def _installed(name: str) -> bool:
@@ -168,6 +170,67 @@ async def test_plugin_middleware_runs_outside_application_middleware(testplugin:
     async with app.create(clock=clock) as ctx:
         await run_until(ctx, START + S)
     assert order == ["own-in after middleware-before"]
+
+
+async def test_plugin_hears_of_a_lease_lost_to_a_take_over(testplugin: Any) -> None:
+    """A forced take-over makes the running task's heartbeat fail: the plugin's ``pyncette_on_lease_lost`` hears of it."""
+    clock = FakeClock(START)
+    app = Pyncette(backend="recording")
+    heard_when_raised: list[list[tuple[str, Any]]] = []
+
+    @app.dynamic_task(lease_duration=10 * S)
+    async def job(context: Context) -> None:
+        await context.app_context.schedule_task(job, "a", interval=60 * S, force=True)  # takes the lease over
+        with pytest.raises(LeaseLostException):
+            await context.heartbeat()
+        heard_when_raised.append([event for event in testplugin.EVENTS if event[0] == "lease-lost"])
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=60 * S)
+        await run_until(ctx, START + 60 * S)
+    assert heard_when_raised == [[("lease-lost", "a")]], "the heartbeat that found the lease lost told the plugin"
+    # The run's commit is then refused too: the same loss, heard once.
+    assert [event for event in testplugin.EVENTS if event[0] in ("lease-lost", "finished")] == [
+        ("lease-lost", "a"),
+        ("finished", "lease_lost"),
+    ]
+
+
+class FailingLeaseExtensions(RepositoryWrapper):
+    """A store on which extending a lease fails (the network, say); every other operation works."""
+
+    async def around(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        if operation == "extend_lease":
+            raise ConnectionError("store unreachable")
+        return await call()
+
+
+class BreakLeaseExtensions:
+    @hookimpl
+    def pyncette_repository_wrappers(self, app: Any) -> list[Any]:
+        return [FailingLeaseExtensions]
+
+
+async def test_plugin_hears_of_a_failed_lease_extension(testplugin: Any) -> None:
+    """An automatic heartbeat that fails with a store error calls ``pyncette_on_lease_extension_failed``; the run goes on."""
+    clock = FakeClock(START)
+    app = Pyncette(backend="recording", plugins=[BreakLeaseExtensions()])
+
+    @app.task(interval=60 * S, lease_duration=8 * S, plugin_heartbeat=True)
+    async def job(context: Context) -> None:
+        for _ in range(6):  # the first heartbeat is due after lease/4 = 2 s; the lease lasts 8 s
+            if any(event == "lease-extension-failed" for event, _ in testplugin.EVENTS):
+                return
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(S)
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 60 * S)
+        state = await ctx.repository.get_task(TaskKey("job"))
+    assert ("lease-extension-failed", "ConnectionError") in testplugin.EVENTS
+    assert not any(event == "heartbeat" for event, _ in testplugin.EVENTS), "no extension succeeded"
+    assert ("finished", "succeeded") in testplugin.EVENTS, "a failed extension does not stop the run"
+    assert state is not None and state.next_run == START + 120 * S and state.locked_by is None, "and it was committed"
 
 
 DRIVERS = ("redis", "asyncpg", "aiomysql", "aiobotocore", "botocore", "aiosqlite")
