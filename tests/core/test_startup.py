@@ -74,7 +74,8 @@ def test_main_logs_one_line_and_exits_1_on_a_start_up_error(caplog: pytest.LogCa
         app.main()
     assert caught.value.code == 1
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
-    assert [record.getMessage() for record in errors] == ["cannot start: BackendError: option fake_url: cannot reach the fake store"]
+    expected = "cannot start: BackendError: option fake_url: cannot reach the fake store"
+    assert [record.getMessage() for record in errors] == [expected]
     assert errors[0].exc_info is None
 
 
@@ -87,7 +88,7 @@ def test_main_lets_an_error_after_start_propagate() -> None:
         yield None
         raise ConfigurationError("fixture teardown failed")
 
-    with pytest.raises(Exception) as caught:  # noqa: PT012 - whatever wraps it, it is not a SystemExit
+    with pytest.raises(Exception) as caught:  # whatever wraps it, not a SystemExit
         app.main()
     error = pyncette_error_in(caught.value)
     assert isinstance(error, PyncetteException) and str(error) == "fixture teardown failed"

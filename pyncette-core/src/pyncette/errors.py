@@ -69,7 +69,8 @@ class UnknownOptionError(ConfigurationError, TypeError):
         for option in options:
             if option in providers:
                 owner, distribution = providers[option]
-                hints.append(f"{option!r} belongs to backend {owner!r} ({distribution or 'installed'}); select it with backend={owner!r}")
+                origin = distribution or "installed"
+                hints.append(f"{option!r} belongs to backend {owner!r} ({origin}); select it with backend={owner!r}")
             elif option in missing:
                 owner = missing[option]
                 hints.append(f"{option!r} belongs to backend {owner!r}, which is not installed: pip install pyncette-{owner}")

@@ -53,10 +53,12 @@ def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
 
 def duration(name: str, value: object, *, allow_zero: bool = False) -> datetime.timedelta:
     """``value`` as a timedelta if it is a positive timedelta or number of seconds (or zero with ``allow_zero``)."""
-    if isinstance(value, datetime.timedelta) and (value > datetime.timedelta(0) or (allow_zero and not value)):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        if value > 0 or (allow_zero and value == 0):
-            return datetime.timedelta(seconds=value)
-    wanted = "a timedelta or number of seconds >= 0" if allow_zero else "a positive timedelta or number of seconds"
-    raise ConfigurationError(f"{name} must be {wanted}, got {value!r}")
+    delta: datetime.timedelta | None = None
+    if isinstance(value, datetime.timedelta):
+        delta = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        delta = datetime.timedelta(seconds=value)
+    if delta is None or delta < datetime.timedelta(0) or (not allow_zero and not delta):
+        wanted = "a timedelta or number of seconds >= 0" if allow_zero else "a positive timedelta or number of seconds"
+        raise ConfigurationError(f"{name} must be {wanted}, got {value!r}")
+    return delta

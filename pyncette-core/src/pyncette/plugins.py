@@ -123,8 +123,6 @@ def _check_options(info: BackendInfo, options: Mapping[str, Any], backends: Mapp
         missing = {
             opt: prefix
             for opt in unknown
-            if opt not in providers
-            and (prefix := opt.split("_", 1)[0]) in FIRST_PARTY_BACKENDS
-            and prefix not in backends
+            if opt not in providers and (prefix := opt.split("_", 1)[0]) in FIRST_PARTY_BACKENDS and prefix not in backends
         }
         raise UnknownOptionError(info.name, unknown, sorted(info.options), providers, list(backends), missing)

@@ -11,10 +11,10 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, NoRegionError
 
+from pyncette import options
 from pyncette.dynamodb import constants as c
 from pyncette.dynamodb.repository import DynamoDBRepository
 from pyncette.dynamodb.table import ensure_table
-from pyncette import options
 from pyncette.errors import ConfigurationError
 
 _REGION_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
