@@ -81,6 +81,32 @@ def test_option_of_another_backend_is_rejected_at_once() -> None:
         assert "belongs to backend 'redis'" in str(caught.value)
 
 
+def test_option_of_a_backend_that_is_not_installed_names_the_distribution() -> None:
+    with pytest.raises(UnknownOptionError) as caught:
+        Pyncette(backend="memory", autoload_plugins=False, redis_url="redis://localhost")
+    assert str(caught.value) == (
+        "backend 'memory' does not accept option(s) 'redis_url' ('redis_url' belongs to backend 'redis', which is not "
+        "installed: pip install pyncette-redis); it accepts: no options; installed backends: memory"
+    )
+    assert caught.value.installed == ["memory"]
+
+
+def test_option_of_an_installed_backend_that_is_not_selected_names_it_and_its_distribution(testplugin: Any) -> None:
+    with pytest.raises(UnknownOptionError) as caught:
+        Pyncette(backend="memory", recording_label="x")
+    message = str(caught.value)
+    assert "'recording_label' belongs to backend 'recording' (pyncette-testplugin); select it with backend='recording'" in message
+    assert "recording" in caught.value.installed and "memory" in caught.value.installed
+
+
+def test_option_no_backend_knows_lists_the_installed_backends() -> None:
+    with pytest.raises(UnknownOptionError) as caught:
+        Pyncette(backend="memory", autoload_plugins=False, retries=3)
+    assert str(caught.value) == (
+        "backend 'memory' does not accept option(s) 'retries'; it accepts: no options; installed backends: memory"
+    )
+
+
 def test_unknown_option_prefix_names_the_missing_backend() -> None:
     with pytest.raises(UnknownBackendError, match="cassandra"):
         Pyncette(cassandra_hosts=["x"])

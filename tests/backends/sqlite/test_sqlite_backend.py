@@ -70,6 +70,26 @@ async def test_invalid_options_name_the_option(options: dict[str, Any], named: s
             pass
 
 
+@pytest.mark.parametrize(
+    ("wal", "synchronous", "journal", "level"),
+    [(False, None, "delete", 2), (True, "NORMAL", "wal", 1), (False, "off", "delete", 0), (True, "EXTRA", "wal", 3)],
+)
+async def test_journal_and_synchronous_options_take_effect(
+    database: str, wal: bool, synchronous: str | None, journal: str, level: int
+) -> None:
+    """Read back with PRAGMA; without sqlite_synchronous the level is SQLite's default, FULL (2)."""
+    async with sqlite_repository(sqlite_database=database, sqlite_wal=wal, sqlite_synchronous=synchronous) as repository:
+        connection = repository.connection
+        assert connection is not None
+        assert [tuple(row) for row in await connection.execute_fetchall("PRAGMA journal_mode")] == [(journal,)]
+        assert [tuple(row) for row in await connection.execute_fetchall("PRAGMA synchronous")] == [(level,)]
+    reader = raw(database)
+    try:
+        assert reader.execute("PRAGMA journal_mode").fetchone() == (journal,)  # the file keeps its journal mode
+    finally:
+        reader.close()
+
+
 async def test_database_and_connection_are_exclusive(database: str) -> None:
     async with aiosqlite.connect(":memory:") as connection:
         with pytest.raises(ConfigurationError, match="sqlite_connection"):
@@ -89,7 +109,9 @@ async def test_a_file_that_is_not_a_database_fails_at_start(tmp_path: pathlib.Pa
     with pytest.raises(BackendError, match="sqlite_database") as caught:
         async with sqlite_repository(sqlite_database=str(path)):
             pass
-    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+    # The driver's text is in the message; its exception is not chained, so a report is one error.
+    assert "file is not a database" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 async def test_unknown_and_common_options_are_ignored(database: str) -> None:

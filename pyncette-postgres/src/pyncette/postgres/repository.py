@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Sequence, TypeVar
 import anyio
 import asyncpg
 
+from pyncette import options
 from pyncette.errors import ConfigurationError
 from pyncette.model import (
     ClaimedTask,
@@ -492,9 +493,7 @@ def _pool_size(value: object, concurrency_limit: object) -> int:
     if value is None:
         limit = concurrency_limit if isinstance(concurrency_limit, int) and not isinstance(concurrency_limit, bool) else 1
         return max(2, min(limit, constants.MAX_DEFAULT_POOL_SIZE))
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"option postgres_pool_size must be a positive integer, not {value!r}")
-    return value
+    return options.integer("postgres_pool_size", value, minimum=1)
 
 
 @contextlib.asynccontextmanager
@@ -521,6 +520,8 @@ async def postgres_repository(
     del batch_size
     table = TableName.parse(postgres_table_name)
     size = _pool_size(postgres_pool_size, concurrency_limit)
+    skip_create = options.flag("postgres_skip_table_create", postgres_skip_table_create)
+    notify = options.flag("postgres_notify", postgres_notify)
     if postgres_pool is None:
         if not isinstance(postgres_url, str):
             raise ConfigurationError(f"option postgres_url must be a string, not {type(postgres_url).__name__}")
@@ -532,8 +533,8 @@ async def postgres_repository(
     else:
         raise ConfigurationError(f"option postgres_pool must be an asyncpg pool, not {type(postgres_pool).__name__}")
     try:
-        await ensure_schema(pool, table, skip_create=bool(postgres_skip_table_create))
-        repository = PostgresRepository(pool, table, notify=bool(postgres_notify))
+        await ensure_schema(pool, table, skip_create=skip_create)
+        repository = PostgresRepository(pool, table, notify=notify)
         try:
             yield repository
         finally:

@@ -9,24 +9,17 @@ import redis.asyncio as aioredis
 import redis.asyncio.retry as redis_retry
 import redis.backoff as redis_backoff
 import redis.exceptions as redis_errors
+from pyncette import options
 from pyncette.errors import BackendError, ConfigurationError, PyncetteException
 from pyncette.redis import constants
 from pyncette.redis.repository import RedisRepository, _secrets_of, redact_url
-
-
-def _positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 def _pool_size(value: Any, concurrency_limit: Any) -> int:
     if value is None:
         limit = concurrency_limit if isinstance(concurrency_limit, int) and concurrency_limit > 0 else 1
         return min(limit + constants.DEFAULT_POOL_EXTRA, constants.MAX_DEFAULT_POOL_SIZE)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ConfigurationError(f"redis_pool_size must be an integer of at least 2, got {value!r}")
-    return value
+    return options.integer("redis_pool_size", value, minimum=2)
 
 
 def _make_client(url: str, timeout: float, pool_size: int) -> aioredis.Redis:
@@ -84,7 +77,7 @@ async def redis_repository(
     as is and left open; a client made from ``redis_url`` is closed on exit.
     """
     del batch_size
-    timeout = _positive_number("redis_timeout", redis_timeout)
+    timeout = options.seconds("redis_timeout", redis_timeout)
     pool_size = _pool_size(redis_pool_size, concurrency_limit)
     owned = redis_client is None
     if redis_client is None:
@@ -100,7 +93,7 @@ async def redis_repository(
             await client.ping()
             await repository.start()
         except (redis_errors.RedisError, OSError) as exc:
-            raise _start_error(option, shown, exc, secrets) from exc
+            raise _start_error(option, shown, exc, secrets) from None
         try:
             yield repository
         finally:
