@@ -117,13 +117,18 @@ class PrivateRedis:
             self.process = None
 
 
-@pytest.fixture
-def start_private_redis() -> Iterator[Callable[..., PrivateRedis]]:
-    """Start private servers: ``start_private_redis("--requirepass", "x")``; all stop at teardown."""
+def require_redis_server() -> None:
+    """Skip the calling test when ``redis-server`` is not installed; under CI=true fail instead."""
     if shutil.which("redis-server") is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("redis-server is not installed (CI=true: a missing server is a failure)")
         pytest.skip("redis-server is not installed")
+
+
+@pytest.fixture
+def start_private_redis() -> Iterator[Callable[..., PrivateRedis]]:
+    """Start private servers: ``start_private_redis("--requirepass", "x")``; all stop at teardown."""
+    require_redis_server()
     servers: list[PrivateRedis] = []
     with tempfile.TemporaryDirectory() as directory:
 
@@ -143,3 +148,74 @@ def start_private_redis() -> Iterator[Callable[..., PrivateRedis]]:
 @pytest.fixture
 def private_redis(start_private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
     return start_private_redis()
+
+
+CLUSTER_SLOTS = 16384
+
+
+class PrivateCluster:
+    """Three cluster-mode ``redis-server`` primaries on free loopback ports, slots split in thirds.
+
+    With the slots spread over three nodes a script whose keys span two hash tags would fail with
+    CROSSSLOT or MOVED, so a passing test proves that each script stays inside one slot.
+    """
+
+    def __init__(self, directory: str, size: int = 3) -> None:
+        self.nodes = [PrivateRedis(directory) for _ in range(size)]
+        self.bus_ports = [_free_port() for _ in range(size)]
+
+    @property
+    def url(self) -> str:
+        """A URL of one node: the cluster client discovers the others from it."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> None:
+        for node, bus_port in zip(self.nodes, self.bus_ports, strict=True):
+            node.start(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                str(bus_port),
+                "--cluster-config-file",
+                f"nodes-{node.port}.conf",
+                "--cluster-node-timeout",
+                "5000",
+            )
+        clients = [redis.Redis(host="127.0.0.1", port=node.port) for node in self.nodes]
+        try:
+            share = CLUSTER_SLOTS // len(clients)
+            for index, client in enumerate(clients):
+                last = CLUSTER_SLOTS - 1 if index == len(clients) - 1 else (index + 1) * share - 1
+                client.execute_command("CLUSTER ADDSLOTSRANGE", index * share, last)
+            for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", node.port, bus_port)
+            deadline = time.monotonic() + 30
+            while not all(self._ready(client) for client in clients):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("private Redis Cluster did not reach cluster_state:ok")
+                time.sleep(0.05)  # the nodes gossip over the cluster bus: there is nothing to await
+        finally:
+            for client in clients:
+                client.close()
+
+    def _ready(self, client: redis.Redis) -> bool:
+        info = client.execute_command("CLUSTER INFO")  # redis-py parses the reply into a dict
+        fields = {str(key): str(value) for key, value in info.items()}
+        return fields.get("cluster_state") == "ok" and fields.get("cluster_known_nodes") == str(len(self.nodes))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[PrivateCluster]:
+    """A private three-node Redis Cluster shared by a test module; tests use distinct namespaces."""
+    require_redis_server()
+    with tempfile.TemporaryDirectory() as directory:
+        cluster = PrivateCluster(directory)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
