@@ -24,9 +24,11 @@ from pyncette.errors import ConfigurationError
 from pyncette.model import ClaimedTask, Completion, Registration, TaskKey
 from pyncette.pyncette import PyncetteContext
 from pyncette.redis import RedisRepository, redis_repository
+from pyncette.redis import constants as redis_constants
 from pyncette.testing import FakeClock, run_until
 from pyncette.testing.conformance import RepositoryConformance, RepositoryFactory
 from tests.backends.redis.conftest import CLUSTER_SLOTS, PrivateCluster, PrivateRedis
+from tests.backends.redis.test_redis_backend import LEAST_PRIVILEGE_COMMANDS
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +36,8 @@ UTC = datetime.timezone.utc
 T0 = datetime.datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)
 SECOND = datetime.timedelta(seconds=1)
 LEASE = datetime.timedelta(seconds=30)
+CLUSTER_EXTRA_COMMANDS = "+cluster|slots +command"
+"""What a cluster client needs beyond the standalone ACL (documented in docs/backends/redis.md)."""
 
 
 @pytest.fixture
@@ -234,3 +238,39 @@ async def test_the_scheduler_drains_a_partitioned_task_exactly_once(
         assert all([await a.get_task(job_a, name) is None for name in names]), "once-off instances are gone"
     assert sorted(ran) == sorted(names), "every instance ran exactly once"
     assert sum(executed) == len(names)
+
+
+async def test_documented_least_privilege_acl_is_enough_on_a_cluster(
+    redis_cluster: PrivateCluster, cluster_namespace: str
+) -> None:
+    """The standalone ACL of docs/backends/redis.md plus the documented cluster commands, on every node."""
+    user = f"scheduler-{cluster_namespace}"
+    with redis.RedisCluster.from_url(redis_cluster.url) as admin:
+        admin.set(f"{{{cluster_namespace}}}:layout", redis_constants.LAYOUT_VERSION)  # pre-created by the operator
+    for node in redis_cluster.nodes:
+        with redis.Redis(host="127.0.0.1", port=node.port) as admin_node:
+            admin_node.execute_command(
+                "ACL", "SETUSER", user, "on", ">pw", "resetkeys", f"~{{{cluster_namespace}:*",
+                f"~{{{cluster_namespace}}}:layout", "resetchannels", f"&{cluster_namespace}:wakeup", "-@all",
+                *LEAST_PRIVILEGE_COMMANDS.split(), *CLUSTER_EXTRA_COMMANDS.split(),
+            )  # fmt: skip
+    url = f"redis://{user}:pw@127.0.0.1:{redis_cluster.nodes[0].port}"
+    received = anyio.Event()
+    async with redis_repository(redis_url=url, redis_cluster=True, redis_namespace=cluster_namespace) as repository:
+        repository.set_wakeup_callback(lambda task, when: received.set())
+        await repository.wait_subscribed()
+        scopes = scopes_on_every_node(repository, redis_cluster)
+        await repository.register_tasks(
+            T0, [Registration(key=TaskKey(s, "a"), spec="{}", data="{}", next_run=T0) for s in scopes]
+        )
+        with anyio.fail_after(10):
+            await received.wait()
+        claimed = [(await repository.claim_due(T0, s, owner="w", lease_duration=LEASE, limit=5)).claimed[0] for s in scopes]
+        assert await repository.extend_lease(T0, claimed[0].state.key, claimed[0].lease, LEASE) is not None
+        done = [Completion(key=c.state.key, lease=c.lease, next_run=T0 + SECOND, data="{}") for c in claimed]
+        assert await repository.complete_tasks(T0, done) == [True] * 3
+        assert (await repository.count_due(T0 + SECOND, scopes[0])).count == 1
+        assert await repository.set_paused(T0, TaskKey(scopes[1], "a"), True)
+        assert [s.key.instance for s in (await repository.list_tasks(scopes[2], limit=5)).states] == ["a"]
+        assert await repository.server_time() is not None
+        assert await repository.unregister_task(T0, TaskKey(scopes[2], "a"))
