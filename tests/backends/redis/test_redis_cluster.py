@@ -18,6 +18,7 @@ import pytest
 import redis
 import redis.asyncio.cluster as aioredis_cluster
 import redis.crc
+from redis._parsers.base import BaseParser
 
 from pyncette import Context, Pyncette, Task
 from pyncette.errors import ConfigurationError
@@ -25,6 +26,7 @@ from pyncette.model import ClaimedTask, Completion, Registration, TaskKey
 from pyncette.pyncette import PyncetteContext
 from pyncette.redis import RedisRepository, redis_repository
 from pyncette.redis import constants as redis_constants
+from pyncette.redis.repository import _is_transient
 from pyncette.testing import FakeClock, run_until
 from pyncette.testing.conformance import RepositoryConformance, RepositoryFactory
 from tests.backends.redis.conftest import CLUSTER_SLOTS, PrivateCluster, PrivateRedis
@@ -274,3 +276,12 @@ async def test_documented_least_privilege_acl_is_enough_on_a_cluster(
         assert [s.key.instance for s in (await repository.list_tasks(scopes[2], limit=5)).states] == ["a"]
         assert await repository.server_time() is not None
         assert await repository.unregister_task(T0, TaskKey(scopes[2], "a"))
+
+
+@pytest.mark.parametrize(
+    "reply", ["CLUSTERDOWN The cluster is down", "MASTERDOWN Link with MASTER is down", "TRYAGAIN Multiple keys"]
+)
+def test_cluster_failover_replies_are_retried(reply: str) -> None:
+    """redis-py strips the error code from these replies, so they are recognised by their class."""
+    error = BaseParser.parse_error(reply)  # the exception redis-py raises for this reply
+    assert _is_transient(error)

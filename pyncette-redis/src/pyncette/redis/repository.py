@@ -56,6 +56,7 @@ _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ReadOnlyError,
     redis_errors.NoScriptError,
     redis_errors.SlotNotCoveredError,
+    redis_errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN (parsed without their code), redirections exhausted
     OSError,
     asyncio.TimeoutError,
 )
