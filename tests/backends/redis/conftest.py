@@ -10,6 +10,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
+from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -219,3 +220,74 @@ def redis_cluster() -> Iterator[PrivateCluster]:
             yield cluster
         finally:
             cluster.stop()
+
+
+NEW_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+"""openssl req options for a fresh unencrypted P-256 key: much faster to make than RSA."""
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA made by the ``openssl`` CLI: (certificate, key)."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    _openssl(
+        "req", "-x509", *NEW_KEY, "-days", "2", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert), cwd=directory
+    )
+    return cert, key
+
+
+def make_server_certificate(directory: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost signed by ``ca``: (certificate, key)."""
+    cert, key, request = directory / "server.pem", directory / "server.key", directory / "server.csr"
+    extensions = directory / "server.ext"
+    extensions.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n")
+    _openssl("req", *NEW_KEY, "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(request), cwd=directory)
+    _openssl(
+        "x509", "-req", "-in", str(request), "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-CAcreateserial", "-days", "2",
+        "-extfile", str(extensions), "-out", str(cert), cwd=directory,
+    )  # fmt: skip
+    return cert, key
+
+
+class TlsRedis:
+    """A private ``redis-server`` that accepts TLS only, with its CA and an unrelated one."""
+
+    def __init__(self, server: PrivateRedis, ca_cert: Path, other_ca_cert: Path) -> None:
+        self.server = server
+        self.ca_cert = ca_cert
+        self.other_ca_cert = other_ca_cert
+
+    def url(self, ca_cert: Path) -> str:
+        return f"rediss://127.0.0.1:{self.server.port}/0?ssl_ca_certs={ca_cert}"
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
+    """``redis-server --port 0 --tls-port <free>`` with a server certificate from a CA made in tmp_path."""
+    require_redis_server()
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("openssl is not installed (CI=true: a missing tool is a failure)")
+        pytest.skip("openssl is not installed")
+    ca = make_ca(tmp_path, "test-ca")
+    other_ca, _ = make_ca(tmp_path, "other-ca")
+    cert, key = make_server_certificate(tmp_path, ca)
+    server = PrivateRedis(str(tmp_path))
+    try:
+        # No plain TCP port; the start-up check connects to the TLS port, which accepts TCP first.
+        server.start(
+            "--port", "0", "--tls-port", str(server.port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(ca[0]), "--tls-auth-clients", "no",
+        )  # fmt: skip
+    except RuntimeError:
+        message = "redis-server did not start with TLS options (built without TLS?)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield TlsRedis(server, ca[0], other_ca)
+    finally:
+        server.stop()

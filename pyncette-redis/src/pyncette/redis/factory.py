@@ -87,6 +87,11 @@ def _start_error(option: str, shown: str, exc: BaseException, secrets: list[str]
         detail = detail.replace(secret, "***")
     if isinstance(exc, redis_errors.AuthenticationError) or "NOAUTH" in detail or "WRONGPASS" in detail:
         return ConfigurationError(f"{option}: authentication to Redis at {shown} failed; check the credentials ({detail})")
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        return ConfigurationError(
+            f"{option}: the TLS certificate of Redis at {shown} failed verification; check ssl_ca_certs "
+            f"(the CA that signed the server's certificate) and the host name ({detail})"
+        )
     if "Cluster mode is not enabled" in detail:  # redis-py's words for a standalone server
         return ConfigurationError(f"{option}: Redis at {shown} is not a cluster node; unset redis_cluster ({detail})")
     if isinstance(exc, redis_errors.ResponseError):

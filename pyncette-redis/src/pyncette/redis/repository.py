@@ -97,7 +97,7 @@ def redact_url(url: str) -> str:
         # A lone userinfo may be a token: only a username followed by a password keeps its username.
         netloc = f"{user}:***@{host}" if colon and user else f"***@{host}"
     fields = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    query = urllib.parse.urlencode([(k, "***" if k.lower() == "password" else v) for k, v in fields], safe="*")
+    query = urllib.parse.urlencode([(k, "***" if k.lower() == "password" else v) for k, v in fields], safe="*/")
     return (
         f"{parts.scheme}://{netloc}{parts.path}"
         + (f"?{query}" if query else "")
