@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 
 FLAGS = {
     "sqlite": ["sqlite_wal", "sqlite_skip_table_create"],
-    "redis": [],
+    "redis": ["redis_cluster"],
     "postgres": ["postgres_skip_table_create", "postgres_notify"],
     "mysql": ["mysql_skip_table_create"],
     "dynamodb": ["dynamodb_skip_table_create"],
@@ -32,7 +32,10 @@ NUMBERS: dict[str, dict[str, list[Any]]] = {
         "sqlite_busy_timeout": ["5", -1, True, math.nan, math.inf],
         "sqlite_busy_retries": [1.5, -1, "3", True],
     },
-    "redis": {"redis_timeout": [0, "5", True, math.inf], "redis_pool_size": [1, 2.5, "4", True]},
+    "redis": {
+        "redis_timeout": [0, "5", True, math.inf],
+        "redis_pool_size": [1, 2.5, "4", True],
+    },
     "postgres": {"postgres_pool_size": [0, "4", True, 1.5]},
     "mysql": {
         "mysql_port": [0, 70000, "3306", True],
