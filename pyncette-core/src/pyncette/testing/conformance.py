@@ -266,6 +266,28 @@ class RepositoryConformance:
         assert await repository.extend_lease(T0 + LEASE, key, first.lease, LEASE) is None
         assert await repository.complete_tasks(T0 + LEASE, [completion(second.state, second.lease, T0 + 60 * SECOND)]) == [True]
 
+    async def test_reclaim_by_the_same_owner_stales_the_old_lease(self, repository: Repository, scope: str) -> None:
+        """A worker whose lease expired and that claimed the instance again holds only the new lease.
+
+        The owner is the same, so only the fencing token tells the leases apart: extend, complete
+        and commit with the old one change nothing.
+        """
+        from pyncette.errors import LeaseLostException
+
+        key = TaskKey(scope, "a")
+        await repository.register_tasks(T0, [registration(key)])
+        (first,) = (await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=1)).claimed
+        (second,) = (await repository.claim_due(T0 + LEASE, scope, owner="w1", lease_duration=LEASE, limit=1)).claimed
+        assert second.lease.owner == first.lease.owner == "w1"
+        assert second.lease.token > first.lease.token
+        now = T0 + LEASE + SECOND
+        assert await repository.extend_lease(now, key, first.lease, LEASE) is None
+        assert await repository.complete_tasks(now, [completion(first.state, first.lease, T0 + 60 * SECOND)]) == [False]
+        with pytest.raises(LeaseLostException):
+            await repository.commit_task(now, completion(first.state, first.lease, T0 + 90 * SECOND))
+        assert await repository.get_task(key) == second.state
+        assert await repository.complete_tasks(now, [completion(second.state, second.lease, T0 + 60 * SECOND)]) == [True]
+
     async def test_fencing_token_increases_on_every_claim_even_across_recreation(
         self, repository: Repository, scope: str
     ) -> None:
