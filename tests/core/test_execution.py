@@ -67,11 +67,55 @@ async def test_failure_mode_none_retries_after_the_lease_expires(clock: FakeCloc
     attempts, app = await _failing_app(clock, failure_mode=FailureMode.NONE)
     async with app.create(clock=clock) as ctx:
         await run_until(ctx, START + 71 * S)
-    assert [(t, slot) for t, slot, _ in attempts] == [
-        (START + 60 * S, START + 60 * S),
-        (START + 65 * S, START + 60 * S),
-        (START + 70 * S, START + 60 * S),
+        found = await ctx.get_task("job")
+    assert attempts == [
+        (START + 60 * S, START + 60 * S, 1),
+        (START + 65 * S, START + 60 * S, 2),
+        (START + 70 * S, START + 60 * S, 3),
     ]
+    # The count is stored with the instance (a restarted worker continues it) and the retry waits
+    # for the end of the failed attempt's lease.
+    assert found is not None and found.status is not None
+    assert (found.status.attempt, found.status.next_run, found.status.given_up) == (3, START + 75 * S, 0)
+
+
+async def test_failure_mode_none_with_max_attempts_gives_up_after_the_last(clock: FakeClock) -> None:
+    attempts, app = await _failing_app(clock, failure_mode=FailureMode.NONE, max_attempts=3)
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 121 * S)
+        found = await ctx.get_task("job")
+    assert attempts == [
+        (START + 60 * S, START + 60 * S, 1),
+        (START + 65 * S, START + 60 * S, 2),
+        (START + 70 * S, START + 60 * S, 3),
+        (START + 120 * S, START + 120 * S, 1),
+    ]
+    assert found is not None and found.status is not None
+    assert (found.status.attempt, found.status.given_up, found.status.next_run) == (1, 1, START + 125 * S)
+
+
+async def test_failure_mode_none_attempt_survives_a_worker_restart(clock: FakeClock) -> None:
+    from pyncette.memory import MemoryRepository
+
+    shared = MemoryRepository()
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def factory(**_: object):  # type: ignore[no-untyped-def]
+        yield shared
+
+    seen: list[int] = []
+    for until in (START + 61 * S, START + 66 * S):
+        app = make_app(backend=None, repository_factory=factory)
+
+        @app.task(name="job", interval=60 * S, lease_duration=5 * S)
+        async def job(context: Context) -> None:
+            seen.append(context.attempt)
+            raise RuntimeError("fails")
+
+        async with app.create(clock=clock) as ctx:
+            await run_until(ctx, until)
+    assert seen == [1, 2]
 
 
 async def test_failure_mode_unlock_retries_on_the_next_poll(clock: FakeClock) -> None:

@@ -198,9 +198,6 @@ class Execution:
             data.given_up += 1
             await self._complete(self._lease, next_slot, data, outcome="given_up")
             return
-        if template.failure_mode is FailureMode.NONE and template.max_attempts is None:
-            self._report("failed")
-            return
         now = self.app_context.clock.now()
         try:
             delay = min(template.retry_delay * template.retry_backoff ** (attempts - 1), template.retry_max_delay)
