@@ -191,7 +191,8 @@ class MemoryRepository(Repository):
         if stored is None:
             return None
         extended = attrs.evolve(lease, locked_until=now + lease_duration)
-        self._scope(key.task).put(attrs.evolve(stored, locked_until=extended.locked_until))
+        self._scope(key.task).put(
+            attrs.evolve(stored, locked_until=extended.locked_until))
         return extended
 
     async def get_task(self, key: TaskKey) -> TaskState | None:
@@ -205,12 +206,18 @@ class MemoryRepository(Repository):
         return Page(states=states, continuation=page[-1] if len(names) > limit else None)
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         stored = self._get(key)
         if stored is None:
             return False
-        self._scope(key.task).put(attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run))
+        self._scope(key.task).put(attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run, data=stored.data if data is None else data)
+        )
         return True
 
 
