@@ -191,8 +191,7 @@ class MemoryRepository(Repository):
         if stored is None:
             return None
         extended = attrs.evolve(lease, locked_until=now + lease_duration)
-        self._scope(key.task).put(
-            attrs.evolve(stored, locked_until=extended.locked_until))
+        self._scope(key.task).put(attrs.evolve(stored, locked_until=extended.locked_until))
         return extended
 
     async def get_task(self, key: TaskKey) -> TaskState | None:
@@ -216,8 +215,8 @@ class MemoryRepository(Repository):
         stored = self._get(key)
         if stored is None:
             return False
-        self._scope(key.task).put(attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run, data=stored.data if data is None else data)
-        )
+        data = stored.data if data is None else data
+        self._scope(key.task).put(attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run, data=data))
         return True
 
 

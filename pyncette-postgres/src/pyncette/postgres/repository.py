@@ -386,7 +386,8 @@ class PostgresRepository(Repository):
         data: str | None = None,
     ) -> bool:
         rows = await self._run(
-            "set_paused", lambda conn: conn.fetch(self._sql.set_paused, key.task, key.instance, paused, next_run, data, *self._channel)
+            "set_paused",
+            lambda conn: conn.fetch(self._sql.set_paused, key.task, key.instance, paused, next_run, data, *self._channel),
         )
         return any(row[0] for row in rows)
 
