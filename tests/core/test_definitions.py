@@ -9,6 +9,7 @@ import pytest
 from pyncette import Context, ExecutionMode, FailureMode, Task
 from pyncette.errors import ConfigurationError, TaskDefinitionError
 from pyncette.model import CatchUp
+from pyncette.testing import FakeClock
 from tests.core.conftest import make_app
 
 pytestmark = pytest.mark.anyio
@@ -110,6 +111,20 @@ def test_fast_forward_maps_to_catch_up_latest() -> None:
     task = app.task(interval=5, fast_forward=True)(noop)
     assert task.catch_up is CatchUp.LATEST
     assert "fast_forward" not in task.extra_args
+
+
+async def test_fast_forward_on_an_instance_maps_to_catch_up_latest(clock: FakeClock) -> None:
+    app = make_app()
+    template = app.dynamic_task(name="tpl")(noop)
+    instance = template.instantiate("a", interval=5, fast_forward=True)
+    assert instance.catch_up is CatchUp.LATEST and instance.extra_args == {}
+    explicit = template.instantiate("b", interval=5, fast_forward=True, catch_up="skip")
+    assert explicit.catch_up is CatchUp.SKIP
+    async with app.create(clock=clock) as ctx:
+        scheduled = await ctx.schedule_task(template, "c", interval=5, fast_forward=True, user=1)
+        assert scheduled.catch_up is CatchUp.LATEST and scheduled.extra_args == {"user": 1}
+        stored = await ctx.get_task(template, "c")
+        assert stored is not None and stored.catch_up is CatchUp.LATEST and stored.extra_args == {"user": 1}
 
 
 def test_dynamic_template_needs_no_schedule_but_instances_do() -> None:

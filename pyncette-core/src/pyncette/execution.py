@@ -16,7 +16,7 @@ from pyncette.context import Context
 from pyncette.errors import LeaseLostException, describe_error
 from pyncette.log_format import log_fields
 from pyncette.model import CatchUp, ClaimedTask, Completion, ExecutionMode, FailureMode, Lease, from_micros, to_micros
-from pyncette.schedule import resolve_misfire
+from pyncette.schedule import Misfire, Schedule, resolve_misfire
 
 if TYPE_CHECKING:
     from pyncette.pyncette import PyncetteContext
@@ -74,6 +74,45 @@ def effective_grace(task: Task, poll_interval: datetime.timedelta) -> datetime.t
     if task.catch_up is CatchUp.SKIP:
         return poll_interval
     return None
+
+
+def plan_resume(
+    schedule: Schedule, next_run: datetime.datetime, data: InstanceData, catch_up: CatchUp, now: datetime.datetime
+) -> Misfire | None:
+    """How a resume with ``catch_up`` at ``now`` treats the slots that came due while paused.
+
+    Returns ``None`` when nothing changes (no slot came due, or the policy keeps a pending
+    retry); otherwise the decision, whose ``run or next_slot`` is the next run to store (``None``:
+    the schedule is exhausted), after updating ``data`` (counts, pending retry) to match. The
+    slots are resolved with a zero grace, from the stored ``next_run``. A pending retry of slot
+    *r* is resolved by the policy too: ``ALL`` keeps it; ``SKIP`` drops it (one more missed slot)
+    and skips the slots after *r* that are due; ``LATEST`` folds it into the latest slot due
+    (counted as coalesced), or keeps it when no later slot is due.
+    """
+    zero = datetime.timedelta(0)
+    if data.retry_slot is not None:
+        if catch_up is CatchUp.ALL:
+            return None
+        retry = from_micros(data.retry_slot)
+        if catch_up is CatchUp.LATEST:
+            misfire = resolve_misfire(schedule, retry, now, CatchUp.LATEST, zero)
+            if misfire.run == retry:
+                return None
+        else:
+            following = schedule.next_after(retry)
+            if following is not None and following <= now:
+                after = resolve_misfire(schedule, following, now, CatchUp.SKIP, zero)
+            else:
+                after = Misfire(run=None, next_slot=following)
+            misfire = attrs.evolve(after, missed=after.missed + 1)
+        data.attempt, data.retry_slot = 0, None
+    elif next_run <= now:
+        misfire = resolve_misfire(schedule, next_run, now, catch_up, zero)
+    else:
+        return None
+    data.missed += misfire.missed
+    data.coalesced += misfire.coalesced
+    return misfire
 
 
 def in_task_zone(task: Task, moment: datetime.datetime) -> datetime.datetime:
@@ -197,9 +236,6 @@ class Execution:
             data.attempt, data.retry_slot = 0, None
             data.given_up += 1
             await self._complete(self._lease, next_slot, data, outcome="given_up")
-            return
-        if template.failure_mode is FailureMode.NONE and template.max_attempts is None:
-            self._report("failed")
             return
         now = self.app_context.clock.now()
         try:

@@ -36,7 +36,9 @@ class ExecutionMode(enum.Enum):
 class FailureMode(enum.Enum):
     """What happens to an ``AT_LEAST_ONCE`` slot whose task raised.
 
-    ``NONE``: keep the lease; the slot is retried when the lease expires.
+    ``NONE``: the slot is retried when the failed attempt's lease would have expired (or after
+    the retry back-off, if later). The instance is released with the attempt stored and its next
+    run set to that moment, so ``context.attempt`` counts on across workers.
     ``UNLOCK``: release the lease at once; the slot is retried on the next poll (or after the
     retry back-off when the task has a retry policy).
     ``COMMIT``: give the slot up and move to the next one, as if it had succeeded.

@@ -31,12 +31,11 @@ from pyncette.errors import (
     describe_error,
     pyncette_error_in,
 )
-from pyncette.execution import Execution, InstanceData, Middleware, call_chain
+from pyncette.execution import Execution, InstanceData, Middleware, call_chain, plan_resume
 from pyncette.log_format import log_fields
 from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus
 from pyncette.plugins import create_plugin_manager, resolve_backend
 from pyncette.repository import Repository, RepositoryFactory
-from pyncette.schedule import resolve_misfire
 from pyncette.task import Task, TaskFunc, canonical_json
 
 logger = logging.getLogger(__name__)
@@ -715,12 +714,20 @@ class PyncetteContext:
     async def resume_task(
         self, task: Task | str, instance_name: str | None = None, *, catch_up: CatchUp | str | None = None
     ) -> None:
-        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy).
+        """Resume a paused task; with ``catch_up``, apply that policy to the slots missed while paused.
 
-        ``catch_up`` chooses the slot to continue from now: ``"latest"`` the latest missed one,
-        ``"skip"`` the next future one, ``"all"`` the first missed one. The task's own misfire
-        policy still applies when that slot is claimed (a SKIP task drops a slot older than its
-        ``misfire_grace`` whatever the resume asked for).
+        Without ``catch_up`` the instance continues from its stored next run (a pending retry
+        included), and the task's own misfire policy decides at the next claim. With ``catch_up``
+        the slots that came due while paused are resolved now, with a zero grace:
+        ``"latest"`` continues from the latest missed slot (the others are counted as coalesced),
+        ``"skip"`` from the next future slot (the dropped ones are counted as missed), ``"all"``
+        from the first missed one. A pending retry is resolved by the same policy (see
+        :func:`pyncette.execution.plan_resume`). The counts are stored with the instance and
+        reported to plugins (``pyncette_on_misfire``); an instance whose last slot is dropped is
+        removed. The task's own misfire policy still applies when the slot is claimed (a SKIP task
+        drops a slot older than its ``misfire_grace`` whatever the resume asked for). A run still
+        in progress (a live lease) decides the next slot itself when it commits, so ``catch_up``
+        is not applied to it.
         """
         key = self._key(task, instance_name)
         now = self.clock.now()
@@ -728,11 +735,24 @@ class PyncetteContext:
         if state is None:
             raise TaskNotFoundError(key.task, key.instance)
         resolved = self._with_status(self._resolve(task if not isinstance(task, Task) else task.template), state)
-        next_run = None
-        if catch_up is not None and resolved is not None and state.next_run <= now:
+        running = state.locked_until is not None and state.locked_until > now
+        misfire = None
+        if catch_up is not None and resolved is not None and not running:
             policy = CatchUp(catch_up.lower() if isinstance(catch_up, str) else catch_up)
             assert resolved.compiled_schedule is not None
-            misfire = resolve_misfire(resolved.compiled_schedule, state.next_run, now, policy, datetime.timedelta(0))
-            next_run = misfire.run or misfire.next_slot
-        await self.repository.set_paused(now, key, False, next_run)
-        self._note_next_run(key.task, next_run or state.next_run)
+            data = InstanceData.load(state.data)
+            misfire = plan_resume(resolved.compiled_schedule, state.next_run, data, policy, now)
+        if misfire is None:
+            await self.repository.set_paused(now, key, False)
+            self._note_next_run(key.task, state.next_run)
+            return
+        next_run = misfire.run or misfire.next_slot
+        if next_run is None:
+            await self.repository.unregister_task(now, key)
+        else:
+            await self.repository.set_paused(now, key, False, next_run, data.dump())
+            self._note_next_run(key.task, next_run)
+        if misfire.missed or misfire.coalesced:
+            self.app.plugin_manager.hook.pyncette_on_misfire(
+                task=resolved, instance=key.instance, missed=misfire.missed, coalesced=misfire.coalesced
+            )

@@ -238,7 +238,9 @@ class Task:
 
         Keywords override the template's schedule (``schedule``, ``interval`` or ``execute_at``,
         with ``timezone`` and the DST and jitter options) and policies (``catch_up``,
-        ``misfire_grace``, retries); any other keyword is an argument of the instance.
+        ``misfire_grace``, retries); ``fast_forward=True`` means ``catch_up="latest"`` (unless
+        ``catch_up`` is given), as on the decorators. Any other keyword is an argument of the
+        instance.
         """
         if not self.dynamic or self.is_instance:
             raise TaskDefinitionError(self.full_name, "only a dynamic task template can be instantiated")
@@ -246,8 +248,9 @@ class Task:
             raise TaskDefinitionError(
                 self.name, f"instance names must be 1-{MAX_INSTANCE_NAME_LENGTH} characters, got {name!r:.80}"
             )
+        fast_forward = kwargs.pop("fast_forward", False)
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _SCHEDULE_OPTIONS + _POLICY_OPTIONS}
-        if overrides.pop("fast_forward", False):
+        if fast_forward:
             overrides.setdefault("catch_up", CatchUp.LATEST)
         if any(k in overrides for k in ("schedule", "interval", "execute_at")):
             base = {k: None for k in ("schedule", "interval", "execute_at")}

@@ -172,15 +172,15 @@ class Statements:
         self.list_first = f"SELECT {COLUMNS} FROM {t} WHERE task = $1 ORDER BY instance LIMIT $2"
         self.list_after = f"SELECT {COLUMNS} FROM {t} WHERE task = $1 AND instance > $3 ORDER BY instance LIMIT $2"
         self.unregister = f"DELETE FROM {t} WHERE task = $1 AND instance = $2 RETURNING true"
-        # $1 task, $2 instance, $3 paused, $4 next_run or NULL; $5 channel
+        # $1 task, $2 instance, $3 paused, $4 next_run or NULL, $5 data or NULL; $6 channel
         self.set_paused = f"""
             WITH p AS (
-                UPDATE {t} SET paused = $3, next_run = COALESCE($4::timestamptz, next_run)
+                UPDATE {t} SET paused = $3, next_run = COALESCE($4::timestamptz, next_run), data = COALESCE($5::text, data)
                 WHERE task = $1 AND instance = $2
                 RETURNING task, next_run, paused
             )
             SELECT true FROM p
-            {notifying("p", "NULL::boolean", "$5")}
+            {notifying("p", "NULL::boolean", "$6")}
         """
 
 
@@ -379,10 +379,16 @@ class PostgresRepository(Repository):
         return Page(states=states, continuation=states[-1].key.instance if len(rows) > limit else None)
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         rows = await self._run(
-            "set_paused", lambda conn: conn.fetch(self._sql.set_paused, key.task, key.instance, paused, next_run, *self._channel)
+            "set_paused",
+            lambda conn: conn.fetch(self._sql.set_paused, key.task, key.instance, paused, next_run, data, *self._channel),
         )
         return any(row[0] for row in rows)
 

@@ -505,9 +505,24 @@ class RedisRepository(Repository):
         return Page(states=states, continuation=last if int(more) else None)
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         keys = self.scope_keys(key.task)
-        args = [key.instance, "1" if paused else "0", "" if next_run is None else to_micros(next_run), self.channel, key.task]
-        found = await self._run("set_paused", lambda _retry: self._scripts["set_paused"](keys=[keys[0], keys[3]], args=args))
+        args = [
+            key.instance,
+            "1" if paused else "0",
+            "" if next_run is None else to_micros(next_run),
+            self.channel,
+            key.task,
+            "" if data is None else "1",
+            data or "",
+        ]
+        found = await self._run(
+            "set_paused", lambda _retry: self._scripts["set_paused"](keys=[keys[0], keys[3], keys[2]], args=args)
+        )
         return bool(int(found))
