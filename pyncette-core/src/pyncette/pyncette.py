@@ -31,9 +31,9 @@ from pyncette.errors import (
     describe_error,
     pyncette_error_in,
 )
-from pyncette.execution import Execution, InstanceData, Middleware, call_chain, plan_resume
+from pyncette.execution import Execution, InstanceData, Middleware, call_chain, misfire_policy, plan_resume
 from pyncette.log_format import log_fields
-from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus
+from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus, from_micros
 from pyncette.plugins import create_plugin_manager, resolve_backend
 from pyncette.repository import Repository, RepositoryFactory
 from pyncette.task import Task, TaskFunc, canonical_json
@@ -689,6 +689,7 @@ class PyncetteContext:
             )
             return None
         data = InstanceData.load(state.data)
+        catch_up, grace = misfire_policy(task, self.app.poll_interval)
         status = TaskStatus(
             next_run=state.next_run,
             paused=state.paused,
@@ -699,6 +700,10 @@ class PyncetteContext:
             missed=data.missed,
             coalesced=data.coalesced,
             given_up=data.given_up,
+            retry_slot=None if data.retry_slot is None else from_micros(data.retry_slot),
+            last_slot=None if data.last_slot is None else from_micros(data.last_slot),
+            catch_up=catch_up,
+            misfire_grace=grace,
         )
         if not template.dynamic:
             task = attrs.evolve(template)
