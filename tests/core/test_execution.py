@@ -632,3 +632,38 @@ async def test_resume_of_a_running_instance_leaves_the_next_slot_to_the_run(cloc
         assert (found.status.paused, found.status.missed, found.status.next_run) == (False, 0, START + 50 * S)
     # the run committed slot 20 as its next; the default policy (all) then ran the slots due by 45 s
     assert slots == [10, 20, 30, 40]
+
+
+@pytest.mark.parametrize(("policy", "expected_slots"), [("all", [10, 20, 30, 40, 50]), ("skip", [50])])
+async def test_an_instance_follows_its_own_catch_up(clock: FakeClock, policy: str, expected_slots: list[int]) -> None:
+    app = make_app()
+    slots: list[int] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        slots.append(int((context.scheduled_at - START).total_seconds()))
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S, catch_up=policy)
+        clock.set(START + 45 * S)
+        await run_until(ctx, START + 50 * S)
+    assert slots == expected_slots
+
+
+async def test_an_instance_follows_its_own_retry_policy(clock: FakeClock) -> None:
+    app = make_app()
+    runs: list[tuple[int, int, int]] = []
+
+    @app.dynamic_task(failure_mode=FailureMode.UNLOCK)
+    async def job(context: Context) -> None:
+        now = context.app_context.clock.now()
+        runs.append((int((context.scheduled_at - START).total_seconds()), context.attempt, int((now - START).total_seconds())))
+        if context.scheduled_at == START + 10 * S:
+            raise RuntimeError("boom")
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S, max_attempts=2, retry_delay=3 * S)
+        await run_until(ctx, START + 20 * S)
+        found = await ctx.get_task(job, "a")
+    assert runs == [(10, 1, 10), (10, 2, 13), (20, 1, 20)]
+    assert found is not None and found.status is not None and found.status.given_up == 1

@@ -87,9 +87,11 @@ def effective_grace(task: Task, poll_interval: datetime.timedelta) -> datetime.t
 
 
 def misfire_policy(task: Task, poll_interval: datetime.timedelta) -> tuple[CatchUp, datetime.timedelta | None]:
-    """The catch-up policy and grace the scheduler applies to a late slot of ``task``: its template's."""
-    template = task.template
-    return template.catch_up, effective_grace(template, poll_interval)
+    """The catch-up policy and grace the scheduler applies to a late slot of ``task``.
+
+    An instance carries its own policy options (given to ``schedule_task``, else its template's).
+    """
+    return task.catch_up, effective_grace(task, poll_interval)
 
 
 def plan_claim(
@@ -294,11 +296,9 @@ class Execution:
             await self._failed(slot, next_slot, data)
 
     async def _failed(self, slot: datetime.datetime, next_slot: datetime.datetime | None, data: InstanceData) -> None:
-        template = self.task.template
+        task, failure_mode = self.task, self.task.template.failure_mode
         attempts = data.attempt + 1
-        gives_up = template.failure_mode is FailureMode.COMMIT or (
-            template.max_attempts is not None and attempts >= template.max_attempts
-        )
+        gives_up = failure_mode is FailureMode.COMMIT or (task.max_attempts is not None and attempts >= task.max_attempts)
         if gives_up:
             data.attempt, data.retry_slot = 0, None
             data.given_up += 1
@@ -306,11 +306,11 @@ class Execution:
             return
         now = self.app_context.clock.now()
         try:
-            delay = min(template.retry_delay * template.retry_backoff ** (attempts - 1), template.retry_max_delay)
+            delay = min(task.retry_delay * task.retry_backoff ** (attempts - 1), task.retry_max_delay)
         except OverflowError:  # endless retries: the back-off outgrew a float or a timedelta long ago
-            delay = template.retry_max_delay
+            delay = task.retry_max_delay
         retry_at = now + delay
-        if template.failure_mode is FailureMode.NONE:
+        if failure_mode is FailureMode.NONE:
             retry_at = max(retry_at, self._lease.locked_until)
         data.attempt, data.retry_slot = attempts, to_micros(slot)
         await self._complete(self._lease, retry_at, data, outcome="failed")
