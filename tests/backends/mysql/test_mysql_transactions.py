@@ -254,7 +254,7 @@ async def test_deadlocks_back_off_exponentially_then_give_up_as_backend_error(
         (1, None, 3),  # concurrency_limit plus the poll loop and a registration
         (7, None, 9),
         (100, None, constants.MAX_DEFAULT_POOL_SIZE),  # capped at 32
-        (100, 50, 50),  # an explicit size is used as given, above the cap too
+        (100, 33, 33),  # an explicit size is used as given, above the cap too
         (7, 1, 1),
     ],
 )

@@ -260,7 +260,7 @@ async def test_listener_reconnects_after_a_cut(proxy: TcpProxy, postgres_url: st
         (1, None, 2),  # at least 2: a poll and a completion may run together
         (7, None, 7),  # follows concurrency_limit
         (100, None, constants.MAX_DEFAULT_POOL_SIZE),  # at most 10
-        (100, 25, 25),  # an explicit size is used as given, above the cap too
+        (100, 12, 12),  # an explicit size is used as given, above the cap too
         (7, 1, 1),  # and below the floor
     ],
 )
