@@ -196,6 +196,31 @@ async def test_newer_schema_version_is_refused(database: str, table_name: str, s
             pass
 
 
+@pytest.mark.parametrize("skip", [False, True])
+async def test_older_schema_version_is_refused_and_left_untouched(database: str, table_name: str, skip: bool) -> None:
+    async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name) as repository:
+        await repository.register_tasks(T0, [registration("s", "kept")])
+    connection = raw(database)
+    connection.execute(f"UPDATE {META_TABLE_NAME} SET version = ? WHERE table_name = ?", (SCHEMA_VERSION - 1, table_name))
+    schema_before = connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    connection.close()
+    # No release before version 1 exists, so there is no upgrade: the start is refused, not guessed at.
+    with pytest.raises(
+        SchemaVersionError, match=rf"{table_name}.*version {SCHEMA_VERSION - 1}.*uses version {SCHEMA_VERSION}.*no upgrade path"
+    ):
+        async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name, sqlite_skip_table_create=skip):
+            pass
+    connection = raw(database)
+    try:
+        assert connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == schema_before
+        assert connection.execute(f"SELECT version FROM {META_TABLE_NAME} WHERE table_name = ?", (table_name,)).fetchone() == (
+            SCHEMA_VERSION - 1,
+        )
+        assert connection.execute(f"SELECT instance FROM {table_name}").fetchall() == [("kept",)]
+    finally:
+        connection.close()
+
+
 async def test_start_up_needs_no_write_lock_once_the_schema_exists(database: str, table_name: str) -> None:
     async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name):
         pass

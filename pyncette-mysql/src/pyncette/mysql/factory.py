@@ -30,8 +30,10 @@ def _startup_error(exc: BaseException, where: str, user: str | None, database: s
         return ConfigurationError(f"MySQL user {user!r} may not use database {database!r} (mysql_database)")
     if code == constants.ER_BAD_DB:
         return ConfigurationError(f"MySQL database {database!r} (mysql_database) does not exist at {where}")
-    if isinstance(exc, ssl.SSLError):
-        return BackendError(f"TLS handshake with MySQL at {where} failed (mysql_ssl): {describe(exc)}")
+    # aiomysql reports a failed handshake as "can't connect" (2003), with the ssl error as the cause.
+    tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+    if isinstance(tls_error, ssl.SSLError):
+        return BackendError(f"TLS handshake with MySQL at {where} failed (mysql_ssl): {tls_error}")
     return BackendError(f"cannot connect to MySQL at {where} (mysql_host / mysql_port): {describe(exc)}")
 
 
