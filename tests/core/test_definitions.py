@@ -10,6 +10,7 @@ import pytest
 from pyncette import Context, ExecutionMode, FailureMode, Task
 from pyncette.errors import ConfigurationError, TaskDefinitionError
 from pyncette.model import CatchUp
+from pyncette.testing import FakeClock
 from tests.core.conftest import make_app
 
 pytestmark = pytest.mark.anyio
@@ -129,6 +130,20 @@ def test_fast_forward_maps_to_catch_up_latest() -> None:
     assert "fast_forward" not in task.extra_args
 
 
+async def test_fast_forward_on_an_instance_maps_to_catch_up_latest(clock: FakeClock) -> None:
+    app = make_app()
+    template = app.dynamic_task(name="tpl")(noop)
+    instance = template.instantiate("a", interval=5, fast_forward=True)
+    assert instance.catch_up is CatchUp.LATEST and instance.extra_args == {}
+    explicit = template.instantiate("b", interval=5, fast_forward=True, catch_up="skip")
+    assert explicit.catch_up is CatchUp.SKIP
+    async with app.create(clock=clock) as ctx:
+        scheduled = await ctx.schedule_task(template, "c", interval=5, fast_forward=True, user=1)
+        assert scheduled.catch_up is CatchUp.LATEST and scheduled.extra_args == {"user": 1}
+        stored = await ctx.get_task(template, "c")
+        assert stored is not None and stored.catch_up is CatchUp.LATEST and stored.extra_args == {"user": 1}
+
+
 def test_dynamic_template_needs_no_schedule_but_instances_do() -> None:
     app = make_app()
     template = app.dynamic_task()(noop)
@@ -207,13 +222,26 @@ def test_retries_of_an_instance_of_an_at_most_once_template_are_refused_with_the
 
 
 @pytest.mark.parametrize(
-    ("option", "value", "shown"),
-    [("poll_interval", datetime.timedelta(seconds=-3), "-3s"), ("store_timeout", -0.5, "-0.5s"), ("shutdown_grace", "x", "'x'")],
+    ("option", "value", "message"),
+    [
+        (
+            "poll_interval",
+            datetime.timedelta(seconds=-3),
+            "poll_interval must be a positive timedelta or number of seconds, got -3s",
+        ),
+        ("store_timeout", -0.5, "store_timeout must be a positive timedelta or number of seconds, got -0.5s"),
+        (
+            "shutdown_grace",
+            datetime.timedelta(minutes=-2),
+            "shutdown_grace must be a timedelta or number of seconds >= 0, got -2m",
+        ),
+        ("shutdown_grace", "x", "shutdown_grace must be a timedelta or number of seconds >= 0, got 'x'"),
+    ],
 )
-def test_bad_app_durations_are_shown_readably(option: str, value: object, shown: str) -> None:
+def test_bad_app_durations_are_shown_readably(option: str, value: object, message: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         make_app(**{option: value})
-    assert str(caught.value) == f"{option} must be a positive timedelta or number of seconds, got {shown}"
+    assert str(caught.value) == message
 
 
 def test_static_task_cannot_be_instantiated() -> None:

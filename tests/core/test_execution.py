@@ -69,11 +69,55 @@ async def test_failure_mode_none_retries_after_the_lease_expires(clock: FakeCloc
     attempts, app = await _failing_app(clock, failure_mode=FailureMode.NONE)
     async with app.create(clock=clock) as ctx:
         await run_until(ctx, START + 71 * S)
-    assert [(t, slot) for t, slot, _ in attempts] == [
-        (START + 60 * S, START + 60 * S),
-        (START + 65 * S, START + 60 * S),
-        (START + 70 * S, START + 60 * S),
+        found = await ctx.get_task("job")
+    assert attempts == [
+        (START + 60 * S, START + 60 * S, 1),
+        (START + 65 * S, START + 60 * S, 2),
+        (START + 70 * S, START + 60 * S, 3),
     ]
+    # The count is stored with the instance (a restarted worker continues it) and the retry waits
+    # for the end of the failed attempt's lease.
+    assert found is not None and found.status is not None
+    assert (found.status.attempt, found.status.next_run, found.status.given_up) == (3, START + 75 * S, 0)
+
+
+async def test_failure_mode_none_with_max_attempts_gives_up_after_the_last(clock: FakeClock) -> None:
+    attempts, app = await _failing_app(clock, failure_mode=FailureMode.NONE, max_attempts=3)
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 121 * S)
+        found = await ctx.get_task("job")
+    assert attempts == [
+        (START + 60 * S, START + 60 * S, 1),
+        (START + 65 * S, START + 60 * S, 2),
+        (START + 70 * S, START + 60 * S, 3),
+        (START + 120 * S, START + 120 * S, 1),
+    ]
+    assert found is not None and found.status is not None
+    assert (found.status.attempt, found.status.given_up, found.status.next_run) == (1, 1, START + 125 * S)
+
+
+async def test_failure_mode_none_attempt_survives_a_worker_restart(clock: FakeClock) -> None:
+    from pyncette.memory import MemoryRepository
+
+    shared = MemoryRepository()
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def factory(**_: object):  # type: ignore[no-untyped-def]
+        yield shared
+
+    seen: list[int] = []
+    for until in (START + 61 * S, START + 66 * S):
+        app = make_app(backend=None, repository_factory=factory)
+
+        @app.task(name="job", interval=60 * S, lease_duration=5 * S)
+        async def job(context: Context) -> None:
+            seen.append(context.attempt)
+            raise RuntimeError("fails")
+
+        async with app.create(clock=clock) as ctx:
+            await run_until(ctx, until)
+    assert seen == [1, 2]
 
 
 async def test_failure_mode_unlock_retries_on_the_next_poll(clock: FakeClock) -> None:
@@ -512,3 +556,169 @@ async def test_executions_finishing_together_are_committed_in_one_call(clock: Fa
     (wrapper,) = counter.wrappers
     assert wrapper.calls == [25], "25 executions released at once make one complete_tasks call"
     assert len(states) == 25 and all(s.next_run == START + 120 * S and s.locked_by is None for s in states)
+
+
+class MisfireRecorder:
+    """Records every ``pyncette_on_misfire`` report as ``(instance, missed, coalesced)``."""
+
+    from pyncette.hookspecs import hookimpl
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[str, int, int]] = []
+
+    @hookimpl
+    def pyncette_on_misfire(self, task: Any, instance: str, missed: int, coalesced: int) -> None:
+        self.reports.append((instance, missed, coalesced))
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_slots", "missed", "coalesced", "next_run"),
+    [
+        ("all", [10, 20, 30, 40, 50], 0, 0, 10),
+        ("latest", [40, 50], 0, 3, 40),
+        ("skip", [50], 4, 0, 50),
+    ],
+)
+async def test_resume_counts_the_slots_it_drops_or_coalesces(
+    clock: FakeClock, policy: str, expected_slots: list[int], missed: int, coalesced: int, next_run: int
+) -> None:
+    app = make_app()
+    recorder = MisfireRecorder()
+    app.plugin_manager.register(recorder)
+    slots: list[int] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        slots.append(int((context.scheduled_at - START).total_seconds()))
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S)
+        await ctx.pause_task(job, "a")
+        await run_until(ctx, START + 45 * S)
+        await ctx.resume_task(job, "a", catch_up=policy)
+        found = await ctx.get_task(job, "a")
+        assert found is not None and found.status is not None and not found.status.paused
+        assert (found.status.missed, found.status.coalesced) == (missed, coalesced)
+        assert found.status.next_run == START + next_run * S
+        await run_until(ctx, START + 50 * S)
+    assert slots == expected_slots
+    assert recorder.reports == ([("a", missed, coalesced)] if missed or coalesced else [])
+
+
+async def test_resume_skip_drops_the_last_slot_of_a_once_off_instance(clock: FakeClock) -> None:
+    app = make_app()
+    recorder = MisfireRecorder()
+    app.plugin_manager.register(recorder)
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        raise AssertionError("a dropped slot must not run")
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "once", execute_at=START + 10 * S)
+        await ctx.pause_task(job, "once")
+        clock.set(START + 20 * S)
+        await ctx.resume_task(job, "once", catch_up="skip")
+        assert await ctx.get_task(job, "once") is None
+        await run_until(ctx, START + 30 * S)
+    assert recorder.reports == [("once", 1, 0)]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_runs", "missed", "coalesced"),
+    [
+        # the pending retry of slot 10 (attempt 2) is kept, then the missed slots follow
+        (None, [(10, 1), (10, 2), (20, 1), (30, 1), (40, 1), (50, 1)], 0, 0),
+        ("all", [(10, 1), (10, 2), (20, 1), (30, 1), (40, 1), (50, 1)], 0, 0),
+        # the retry is folded with slots 20 and 30 into slot 40
+        ("latest", [(10, 1), (40, 1), (50, 1)], 0, 3),
+        # the retry and slots 20-40 are dropped
+        ("skip", [(10, 1), (50, 1)], 4, 0),
+    ],
+)
+async def test_resume_resolves_a_pending_retry_by_its_catch_up(
+    clock: FakeClock, policy: str | None, expected_runs: list[tuple[int, int]], missed: int, coalesced: int
+) -> None:
+    app = make_app()
+    runs: list[tuple[int, int]] = []
+
+    @app.dynamic_task(failure_mode=FailureMode.UNLOCK, max_attempts=5, retry_delay=2 * S)
+    async def job(context: Context) -> None:
+        runs.append((int((context.scheduled_at - START).total_seconds()), context.attempt))
+        if len(runs) == 1:
+            raise RuntimeError("the first attempt fails")
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S)
+        await run_until(ctx, START + 11 * S)
+        pending = await ctx.get_task(job, "a")
+        assert pending is not None and pending.status is not None
+        assert (pending.status.attempt, pending.status.next_run) == (1, START + 12 * S)
+        await ctx.pause_task(job, "a")
+        await run_until(ctx, START + 45 * S)
+        await ctx.resume_task(job, "a", catch_up=policy)
+        await run_until(ctx, START + 50 * S)
+        found = await ctx.get_task(job, "a")
+    assert runs == expected_runs
+    assert found is not None and found.status is not None
+    assert (found.status.missed, found.status.coalesced, found.status.attempt) == (missed, coalesced, 0)
+
+
+async def test_resume_of_a_running_instance_leaves_the_next_slot_to_the_run(clock: FakeClock) -> None:
+    app = make_app()
+    release = anyio.Event()
+    slots: list[int] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        slots.append(int((context.scheduled_at - START).total_seconds()))
+        if len(slots) == 1:
+            await context.app_context.pause_task(job, "a")
+            clock.set(START + 45 * S)
+            await context.app_context.resume_task(job, "a", catch_up="skip")
+            release.set()
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S)
+        await run_until(ctx, START + 10 * S)
+        assert release.is_set()
+        found = await ctx.get_task(job, "a")
+        assert found is not None and found.status is not None
+        assert (found.status.paused, found.status.missed, found.status.next_run) == (False, 0, START + 50 * S)
+    # the run committed slot 20 as its next; the default policy (all) then ran the slots due by 45 s
+    assert slots == [10, 20, 30, 40]
+
+
+@pytest.mark.parametrize(("policy", "expected_slots"), [("all", [10, 20, 30, 40, 50]), ("skip", [50])])
+async def test_an_instance_follows_its_own_catch_up(clock: FakeClock, policy: str, expected_slots: list[int]) -> None:
+    app = make_app()
+    slots: list[int] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        slots.append(int((context.scheduled_at - START).total_seconds()))
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S, catch_up=policy)
+        clock.set(START + 45 * S)
+        await run_until(ctx, START + 50 * S)
+    assert slots == expected_slots
+
+
+async def test_an_instance_follows_its_own_retry_policy(clock: FakeClock) -> None:
+    app = make_app()
+    runs: list[tuple[int, int, int]] = []
+
+    @app.dynamic_task(failure_mode=FailureMode.UNLOCK)
+    async def job(context: Context) -> None:
+        now = context.app_context.clock.now()
+        runs.append((int((context.scheduled_at - START).total_seconds()), context.attempt, int((now - START).total_seconds())))
+        if context.scheduled_at == START + 10 * S:
+            raise RuntimeError("boom")
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=10 * S, max_attempts=2, retry_delay=3 * S)
+        await run_until(ctx, START + 20 * S)
+        found = await ctx.get_task(job, "a")
+    assert runs == [(10, 1, 10), (10, 2, 13), (20, 1, 20)]
+    assert found is not None and found.status is not None and found.status.given_up == 1

@@ -83,6 +83,32 @@ def test_option_of_another_backend_is_rejected_at_once() -> None:
         assert "belongs to backend 'redis'" in str(caught.value)
 
 
+def test_option_of_a_backend_that_is_not_installed_names_the_distribution() -> None:
+    with pytest.raises(UnknownOptionError) as caught:
+        Pyncette(backend="memory", autoload_plugins=False, redis_url="redis://localhost")
+    assert str(caught.value) == (
+        "backend 'memory' does not accept option(s) 'redis_url' ('redis_url' belongs to backend 'redis', which is not "
+        "installed: pip install pyncette-redis); it accepts: no options; installed backends: memory"
+    )
+    assert caught.value.installed == ["memory"]
+
+
+def test_option_of_an_installed_backend_that_is_not_selected_names_it_and_its_distribution(testplugin: Any) -> None:
+    with pytest.raises(UnknownOptionError) as caught:
+        Pyncette(backend="memory", recording_label="x")
+    message = str(caught.value)
+    assert "'recording_label' belongs to backend 'recording' (pyncette-testplugin); select it with backend='recording'" in message
+    assert "recording" in caught.value.installed and "memory" in caught.value.installed
+
+
+def test_option_no_backend_knows_lists_the_installed_backends() -> None:
+    with pytest.raises(UnknownOptionError) as caught:
+        Pyncette(backend="memory", autoload_plugins=False, retries=3)
+    assert str(caught.value) == (
+        "backend 'memory' does not accept option(s) 'retries'; it accepts: no options; installed backends: memory"
+    )
+
+
 def test_unknown_option_prefix_names_the_missing_backend() -> None:
     with pytest.raises(UnknownBackendError, match="cassandra"):
         Pyncette(cassandra_hosts=["x"])
@@ -299,3 +325,48 @@ def test_lazy_exports_import_on_first_access_and_reject_unknown_names() -> None:
         getter("nothing")
     with pytest.raises(ValueError, match="expected 'module:attribute'"):
         import_path("pyncette.lazy")
+
+
+class PolicyRecorder:
+    """Records the policy reports a plugin receives: execution outcomes and misfires."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, datetime.datetime, int, str]] = []
+        self.misfires: list[tuple[str, int, int]] = []
+
+    @hookimpl
+    def pyncette_on_execution_finished(self, context: Context, outcome: str, duration: datetime.timedelta) -> None:
+        self.outcomes.append((context.task.name, context.scheduled_at, context.attempt, outcome))
+
+    @hookimpl
+    def pyncette_on_misfire(self, task: Any, instance: str, missed: int, coalesced: int) -> None:
+        self.misfires.append((task.name, missed, coalesced))
+
+
+async def test_plugins_see_given_up_attempts_and_missed_and_coalesced_slots() -> None:
+    recorder = PolicyRecorder()
+    app = Pyncette(backend="memory", autoload_plugins=False, plugins=[recorder])
+
+    @app.task(interval=60 * S, max_attempts=2, failure_mode="unlock", retry_delay=S)
+    async def doomed(context: Context) -> None:
+        raise RuntimeError("every attempt fails")
+
+    @app.task(interval=10 * S, catch_up="skip", misfire_grace=S)
+    async def skipping(context: Context) -> None:
+        pass
+
+    @app.task(interval=10 * S, catch_up="latest")
+    async def latest(context: Context) -> None:
+        pass
+
+    clock = FakeClock(START)
+    async with app.create(clock=clock) as ctx:
+        clock.set(START + 55 * S)  # an outage: slots 10-50 of skipping and latest are late
+        await ctx.tick()
+        await run_until(ctx, START + 61 * S)
+    assert [o for o in recorder.outcomes if o[0] == "doomed"] == [
+        ("doomed", START + 60 * S, 1, "failed"),
+        ("doomed", START + 60 * S, 2, "given_up"),
+    ]
+    assert sorted(recorder.misfires) == [("latest", 0, 4), ("skipping", 5, 0)]
+    assert ("latest", START + 50 * S, 1, "succeeded") in recorder.outcomes

@@ -637,3 +637,147 @@ async def test_task_wide_options_given_to_schedule_task_are_refused_not_stored_a
     assert seen == [{"execution_mode": "mine", "user": 1}]
     assert stored is not None and stored.extra_args == {"execution_mode": "mine", "user": 1}
     assert stored.execution_mode is ExecutionMode.AT_LEAST_ONCE
+
+
+def _local(moments: list[datetime.datetime], zone: str) -> list[str]:
+    from zoneinfo import ZoneInfo
+
+    return [m.astimezone(ZoneInfo(zone)).isoformat() for m in moments]
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "until", "expected"),
+    [
+        pytest.param(
+            "America/New_York",
+            datetime.datetime(2026, 3, 7, 12, tzinfo=datetime.timezone.utc),
+            datetime.datetime(2026, 3, 9, 12, tzinfo=datetime.timezone.utc),
+            {
+                # the missing 02:30 runs once, shifted by the gap (SHIFT, the default for fixed times)
+                "30 2 * * *": ["2026-03-08T03:30:00-04:00", "2026-03-09T02:30:00-04:00"],
+                "30 1 * * *": ["2026-03-08T01:30:00-05:00", "2026-03-09T01:30:00-04:00"],
+                # wildcard hours skip the missing hour (SKIP)
+                "*/30 * * * *": [
+                    "2026-03-08T01:00:00-05:00",
+                    "2026-03-08T01:30:00-05:00",
+                    "2026-03-08T03:00:00-04:00",
+                    "2026-03-08T03:30:00-04:00",
+                ],
+            },
+            id="new-york-spring-forward",
+        ),
+        pytest.param(
+            "America/New_York",
+            datetime.datetime(2026, 10, 31, 12, tzinfo=datetime.timezone.utc),
+            datetime.datetime(2026, 11, 2, 12, tzinfo=datetime.timezone.utc),
+            {
+                "30 2 * * *": ["2026-11-01T02:30:00-05:00", "2026-11-02T02:30:00-05:00"],
+                # the repeated 01:30 runs once, on its first occurrence (FIRST)
+                "30 1 * * *": ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"],
+                # wildcard hours run at both occurrences (BOTH)
+                "*/30 * * * *": [
+                    "2026-11-01T01:00:00-04:00",
+                    "2026-11-01T01:30:00-04:00",
+                    "2026-11-01T01:00:00-05:00",
+                    "2026-11-01T01:30:00-05:00",
+                ],
+            },
+            id="new-york-fall-back",
+        ),
+        pytest.param(
+            "Australia/Lord_Howe",
+            datetime.datetime(2026, 10, 3, 0, tzinfo=datetime.timezone.utc),
+            datetime.datetime(2026, 10, 5, 0, tzinfo=datetime.timezone.utc),
+            {
+                # 02:00 +10:30 becomes 02:30 +11:00: 02:15 is shifted by the 30-minute gap
+                "15 2 * * *": ["2026-10-04T02:45:00+11:00", "2026-10-05T02:15:00+11:00"],
+                "30 2 * * *": ["2026-10-04T02:30:00+11:00", "2026-10-05T02:30:00+11:00"],
+                "*/30 * * * *": [
+                    "2026-10-04T01:30:00+10:30",
+                    "2026-10-04T02:30:00+11:00",
+                ],
+            },
+            id="lord-howe-30-minute-spring-forward",
+        ),
+        pytest.param(
+            "Australia/Lord_Howe",
+            datetime.datetime(2026, 4, 3, 0, tzinfo=datetime.timezone.utc),
+            datetime.datetime(2026, 4, 5, 0, tzinfo=datetime.timezone.utc),
+            {
+                # 02:00 +11:00 becomes 01:30 +10:30: 01:45 happens twice and runs on the first
+                "45 1 * * *": ["2026-04-04T01:45:00+11:00", "2026-04-05T01:45:00+11:00"],
+                "*/30 * * * *": [
+                    "2026-04-05T01:00:00+11:00",
+                    "2026-04-05T01:30:00+11:00",
+                    "2026-04-05T01:30:00+10:30",
+                    "2026-04-05T02:00:00+10:30",
+                ],
+            },
+            id="lord-howe-30-minute-fall-back",
+        ),
+    ],
+)
+async def test_cron_tasks_run_across_dst_changes_by_the_documented_defaults(
+    zone: str, start: datetime.datetime, until: datetime.datetime, expected: dict[str, list[str]]
+) -> None:
+    app = make_app(poll_interval=datetime.timedelta(hours=1))
+    runs: dict[str, list[datetime.datetime]] = {expression: [] for expression in expected}
+    for index, expression in enumerate(expected):
+
+        async def job(context: Context, expression: str = expression) -> None:
+            # in UTC: an aware datetime in a fold never compares equal across zones (PEP 495)
+            assert context.app_context.clock.now() == context.scheduled_at.astimezone(datetime.timezone.utc)
+            runs[expression].append(context.scheduled_at)
+
+        app.task(name=f"job{index}", schedule=expression, timezone=zone)(job)
+    clock = FakeClock(start)
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, until)
+    # the wildcard job runs every 30 minutes all along; compare the hours around the change
+    for expression, moments in runs.items():
+        if expression == "*/30 * * * *":
+            first = datetime.datetime.fromisoformat(expected[expression][0]).astimezone(datetime.timezone.utc)
+            last = datetime.datetime.fromisoformat(expected[expression][-1]).astimezone(datetime.timezone.utc)
+            moments = [m for m in moments if first <= m.astimezone(datetime.timezone.utc) <= last]
+        assert _local(moments, zone) == expected[expression], expression
+
+
+async def test_two_apps_on_one_store_agree_on_a_jittered_instance(clock: FakeClock) -> None:
+    from pyncette.memory import MemoryRepository
+    from pyncette.schedule import jitter_offset
+
+    shared = MemoryRepository()
+
+    @contextlib.asynccontextmanager
+    async def factory(**_: object) -> AsyncIterator[MemoryRepository]:
+        yield shared
+
+    jitter = datetime.timedelta(hours=1)
+    seen: list[tuple[str, str, datetime.datetime]] = []
+
+    def build(worker: str) -> Any:
+        app = make_app(backend=None, repository_factory=factory, worker_id=worker, poll_interval=datetime.timedelta(hours=1))
+
+        @app.dynamic_task(name="digest", schedule="0 0 * * *", jitter=jitter)
+        async def digest(context: Context) -> None:
+            seen.append((worker, context.task.name, context.scheduled_at))
+
+        return app, digest
+
+    (app1, digest1), (app2, digest2) = build("w1"), build("w2")
+    names = [f"u{i}" for i in range(5)]
+    midnight = START  # 00:00: each instance's first run is today's midnight slot plus its offset
+    async with app1.create(clock=clock) as ctx1, app2.create(clock=clock) as ctx2:
+        await ctx1.schedule_tasks([(digest1, name, {}) for name in names])
+        for name in names:
+            offset = jitter_offset(f"digest/{name}", jitter)
+            one, two = await ctx1.get_task(digest1, name), await ctx2.get_task(digest2, name)
+            assert one is not None and two is not None and one.status is not None and two.status is not None
+            assert one.status.next_run == two.status.next_run == midnight + offset
+            assert one.next_runs(2, after=clock.now()) == two.next_runs(2, after=clock.now())
+        await run_until(ctx2, midnight + jitter)
+    assert sorted((name, at) for _, name, at in seen) == sorted(
+        (name, midnight + jitter_offset(f"digest/{name}", jitter)) for name in names
+    )
+    assert len({at for _, _, at in seen}) == len(names), "the instances are spread over the hour"
+    assert {worker for worker, _, _ in seen} == {"w2"}

@@ -56,6 +56,14 @@ def make_app() -> Pyncette:
     async def latest(context: Context) -> None:
         pass
 
+    @app.task(schedule="* * * * *", catch_up="skip")
+    async def skipping(context: Context) -> None:
+        pass
+
+    @app.dynamic_task(failure_mode=FailureMode.UNLOCK, max_attempts=2)
+    async def doomed(context: Context) -> None:
+        raise RuntimeError("every attempt fails")
+
     @app.dynamic_task(failure_mode=FailureMode.UNLOCK, max_attempts=3)
     async def flaky(context: Context) -> None:
         if context.attempt == 1:
@@ -85,6 +93,7 @@ async def test_metrics_are_recorded_through_hooks_and_served_on_their_own_port()
         url = f"http://127.0.0.1:{plugin.port}/metrics"
         await ctx.schedule_task("flaky", "one", execute_at=START)
         await ctx.schedule_task("taken_over", "x", execute_at=START)
+        await ctx.schedule_task("doomed", "one", execute_at=START)
         await run_until(ctx, START + MINUTE)
         clock.advance(5 * MINUTE)  # an outage: steady catches up one by one, latest coalesces
         await ctx.tick()
@@ -95,6 +104,11 @@ async def test_metrics_are_recorded_through_hooks_and_served_on_their_own_port()
     assert value(samples, "pyncette_executions_total", task="flaky", outcome="succeeded") == 1
     assert value(samples, "pyncette_retries_total", task="flaky") == 1
     assert value(samples, "pyncette_coalesced_slots_total", task="latest") == 4
+    # skipping's slots at START+2..5min were past its grace (one poll interval) at START+6min
+    assert value(samples, "pyncette_missed_slots_total", task="skipping") == 4
+    assert value(samples, "pyncette_executions_total", task="skipping", outcome="succeeded") == 2
+    assert value(samples, "pyncette_executions_total", task="doomed", outcome="failed") == 1
+    assert value(samples, "pyncette_executions_total", task="doomed", outcome="given_up") == 1
     assert value(samples, "pyncette_executions_total", task="taken_over", outcome="lease_lost") == 1
     assert value(samples, "pyncette_leases_lost_total", task="taken_over") == 1, "one execution, one lost lease"
     assert value(samples, "pyncette_execution_duration_seconds_count", task="steady") == 6

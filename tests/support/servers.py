@@ -32,3 +32,10 @@ def require_server(name: str, host: str, port: int) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (CI=true: a missing server is a failure, not a skip)")
     pytest.skip(message)
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on (free when checked; for "unreachable server" tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

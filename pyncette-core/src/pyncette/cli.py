@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 import anyio
 import click
 
-from pyncette.errors import PyncetteException
+from pyncette.errors import PyncetteException, pyncette_error_in
 from pyncette.log_format import LOG_FORMATS, configure_logging
 from pyncette.model import TaskKey
 from pyncette.plugins import create_plugin_manager, installed_backends, resolve_backend
@@ -155,8 +155,11 @@ def run_async(func: Callable[[], Awaitable[T]]) -> T:
     """Run ``func`` on an event loop; pyncette errors become a clear message and exit status 1."""
     try:
         return anyio.run(func)
-    except PyncetteException as exc:
-        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        error = pyncette_error_in(exc)
+        if error is None:
+            raise
+        raise click.ClickException(str(error)) from None
 
 
 def _app_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -223,7 +226,8 @@ def cli() -> None:
 def run(app_reference: str, backend: str | None, options: tuple[str, ...], app_dir: str, log_level: str, log_format: str) -> None:
     """Run APP (module:attribute) until SIGINT or SIGTERM.
 
-    The first signal stops polling and lets running tasks finish; a second one exits at once.
+    The first signal stops polling and lets running tasks finish; a second one exits at once. A
+    configuration or store error at start is one logged error line and exit status 1.
     """
     configure_logging(log_level, log_format)
     app = _prepare(app_reference, backend, options, app_dir)

@@ -7,7 +7,7 @@ boundary, so user code never needs to import a driver to catch a store failure.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 
 class PyncetteException(Exception):
@@ -44,16 +44,41 @@ class UnknownBackendError(ConfigurationError, LookupError):
 
 
 class UnknownOptionError(ConfigurationError, TypeError):
-    """An option was passed that the selected backend does not accept."""
+    """An option was passed that the selected backend does not accept.
 
-    def __init__(self, backend: str, options: list[str], accepted: list[str], providers: dict[str, str]) -> None:
+    ``providers`` maps an option to the installed backend that takes it and that backend's
+    distribution; ``missing`` maps an option to the first-party backend that would take it but is
+    not installed (its distribution is ``pyncette-<backend>``). The message names both, then the
+    installed backends.
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        options: Sequence[str],
+        accepted: Sequence[str],
+        providers: Mapping[str, tuple[str, str]],
+        installed: Sequence[str] = (),
+        missing: Mapping[str, str] | None = None,
+    ) -> None:
         self.backend = backend
-        self.options = options
-        hints = [f"{opt!r} belongs to backend {providers[opt]!r}" for opt in options if opt in providers]
+        self.options = list(options)
+        self.installed = sorted(installed)
+        missing = missing or {}
+        hints = []
+        for option in options:
+            if option in providers:
+                owner, distribution = providers[option]
+                origin = distribution or "installed"
+                hints.append(f"{option!r} belongs to backend {owner!r} ({origin}); select it with backend={owner!r}")
+            elif option in missing:
+                owner = missing[option]
+                hints.append(f"{option!r} belongs to backend {owner!r}, which is not installed: pip install pyncette-{owner}")
         hint = f" ({'; '.join(hints)})" if hints else ""
+        listing = f"; installed backends: {', '.join(self.installed)}" if self.installed else ""
         super().__init__(
             f"backend {backend!r} does not accept option(s) {', '.join(map(repr, options))}{hint}; "
-            f"it accepts: {', '.join(accepted) or 'no options'}"
+            f"it accepts: {', '.join(accepted) or 'no options'}{listing}"
         )
 
 
@@ -100,3 +125,19 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, TimeoutError) and not str(error):
         return "no reply within the store timeout (TimeoutError)"
     return str(error) or type(error).__name__
+
+
+def pyncette_error_in(error: BaseException) -> PyncetteException | None:
+    """The :class:`PyncetteException` that ``error`` is, or that an exception group carries.
+
+    A group (anyio's task groups wrap what they raise) yields its first member when every member
+    is, recursively, a pyncette error; otherwise, or for any other exception, the result is ``None``.
+    """
+    if isinstance(error, PyncetteException):
+        return error
+    # BaseExceptionGroup is builtin from Python 3.11 and the exceptiongroup backport before: match on shape.
+    members = getattr(error, "exceptions", None)
+    if not isinstance(members, tuple) or not members:
+        return None
+    found = [pyncette_error_in(member) for member in members]
+    return found[0] if all(item is not None for item in found) else None

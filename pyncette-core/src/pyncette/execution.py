@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import zoneinfo
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Sequence
 
 import anyio
 import attrs
@@ -15,8 +15,18 @@ import attrs
 from pyncette.context import Context
 from pyncette.errors import LeaseLostException, describe_error
 from pyncette.log_format import log_fields
-from pyncette.model import CatchUp, ClaimedTask, Completion, ExecutionMode, FailureMode, Lease, from_micros, to_micros
-from pyncette.schedule import resolve_misfire
+from pyncette.model import (
+    CatchUp,
+    ClaimedTask,
+    Completion,
+    ExecutionMode,
+    FailureMode,
+    Lease,
+    PlannedRun,
+    from_micros,
+    to_micros,
+)
+from pyncette.schedule import Misfire, Schedule, resolve_misfire
 
 if TYPE_CHECKING:
     from pyncette.pyncette import PyncetteContext
@@ -74,6 +84,113 @@ def effective_grace(task: Task, poll_interval: datetime.timedelta) -> datetime.t
     if task.catch_up is CatchUp.SKIP:
         return poll_interval
     return None
+
+
+def misfire_policy(task: Task, poll_interval: datetime.timedelta) -> tuple[CatchUp, datetime.timedelta | None]:
+    """The catch-up policy and grace the scheduler applies to a late slot of ``task``.
+
+    An instance carries its own policy options (given to ``schedule_task``, else its template's).
+    """
+    return task.catch_up, effective_grace(task, poll_interval)
+
+
+def plan_claim(
+    schedule: Schedule,
+    next_run: datetime.datetime,
+    data: InstanceData,
+    now: datetime.datetime,
+    catch_up: CatchUp,
+    grace: datetime.timedelta | None,
+) -> Misfire:
+    """What a claim at ``now`` of an instance stored with ``next_run`` and ``data`` runs.
+
+    A pending retry runs its slot (``data.retry_slot``) and continues with the slot after it.
+    Otherwise ``next_run`` is resolved by the misfire policy (:func:`resolve_misfire`), except
+    that a slot at or before ``data.last_slot`` is never run again: the schedule then continues
+    after ``last_slot``. Pure: ``data`` is not changed.
+    """
+    if data.retry_slot is not None:
+        retry = from_micros(data.retry_slot)
+        return Misfire(run=retry, next_slot=schedule.next_after(retry))
+    misfire = resolve_misfire(schedule, next_run, now, catch_up, grace)
+    if misfire.run is not None and data.last_slot is not None and to_micros(misfire.run) <= data.last_slot:
+        # A definition changed after this slot's time had already been run (an update planned
+        # before the commit, applied after it).
+        return attrs.evolve(misfire, run=None, next_slot=schedule.next_after(from_micros(data.last_slot)))
+    return misfire
+
+
+def plan_runs(
+    schedule: Schedule,
+    next_run: datetime.datetime,
+    data: InstanceData,
+    after: datetime.datetime,
+    catch_up: CatchUp,
+    grace: datetime.timedelta | None,
+    *,
+    running: bool = False,
+) -> Iterator[PlannedRun]:
+    """The runs the scheduler makes of an instance stored with ``next_run`` and ``data``.
+
+    Assumes that workers claim the instance from ``after`` on, each time the moment it is due,
+    and that every run succeeds. Each claim is decided by :func:`plan_claim`, so a pending retry
+    comes first and the schedule continues as the executor continues it; a slot already due at
+    ``after`` is resolved by the misfire policy and, when it runs, runs at ``after``.
+    ``running=True`` means a live lease holds the instance: the stored slot is being run (claimed
+    when due) and is not listed. Possibly endless; ``data`` is not changed.
+    """
+    pending = InstanceData(attempt=data.attempt, retry_slot=data.retry_slot, last_slot=data.last_slot)
+    zone = schedule.zone
+    now = after
+    due: datetime.datetime | None = next_run
+    while due is not None:
+        at = due if running else max(due, now)
+        misfire = plan_claim(schedule, due, pending, at, catch_up, grace)
+        if misfire.run is not None:
+            if not running:
+                yield PlannedRun(at=at.astimezone(zone), scheduled_at=misfire.run.astimezone(zone), attempt=pending.attempt + 1)
+            pending.last_slot = max(to_micros(misfire.run), pending.last_slot or 0)
+        pending.attempt, pending.retry_slot = 0, None
+        now, due, running = max(at, now), misfire.next_slot, False
+
+
+def plan_resume(
+    schedule: Schedule, next_run: datetime.datetime, data: InstanceData, catch_up: CatchUp, now: datetime.datetime
+) -> Misfire | None:
+    """How a resume with ``catch_up`` at ``now`` treats the slots that came due while paused.
+
+    Returns ``None`` when nothing changes (no slot came due, or the policy keeps a pending
+    retry); otherwise the decision, whose ``run or next_slot`` is the next run to store (``None``:
+    the schedule is exhausted), after updating ``data`` (counts, pending retry) to match. The
+    slots are resolved with a zero grace, from the stored ``next_run``. A pending retry of slot
+    *r* is resolved by the policy too: ``ALL`` keeps it; ``SKIP`` drops it (one more missed slot)
+    and skips the slots after *r* that are due; ``LATEST`` folds it into the latest slot due
+    (counted as coalesced), or keeps it when no later slot is due.
+    """
+    zero = datetime.timedelta(0)
+    if data.retry_slot is not None:
+        if catch_up is CatchUp.ALL:
+            return None
+        retry = from_micros(data.retry_slot)
+        if catch_up is CatchUp.LATEST:
+            misfire = resolve_misfire(schedule, retry, now, CatchUp.LATEST, zero)
+            if misfire.run == retry:
+                return None
+        else:
+            following = schedule.next_after(retry)
+            if following is not None and following <= now:
+                after = resolve_misfire(schedule, following, now, CatchUp.SKIP, zero)
+            else:
+                after = Misfire(run=None, next_slot=following)
+            misfire = attrs.evolve(after, missed=after.missed + 1)
+        data.attempt, data.retry_slot = 0, None
+    elif next_run <= now:
+        misfire = resolve_misfire(schedule, next_run, now, catch_up, zero)
+    else:
+        return None
+    data.missed += misfire.missed
+    data.coalesced += misfire.coalesced
+    return misfire
 
 
 def in_task_zone(task: Task, moment: datetime.datetime) -> datetime.datetime:
@@ -141,27 +258,18 @@ class Execution:
         data = self.data
         schedule = self.task.compiled_schedule
         assert schedule is not None
-        if data.retry_slot is not None:
-            slot: datetime.datetime | None = from_micros(data.retry_slot)
-            assert slot is not None
-            next_slot = schedule.next_after(slot)
-        else:
-            grace = effective_grace(template, self.app_context.app.poll_interval)
-            misfire = resolve_misfire(schedule, state.next_run, now, template.catch_up, grace)
-            slot, next_slot = misfire.run, misfire.next_slot
-            if misfire.missed or misfire.coalesced:
-                data.missed += misfire.missed
-                data.coalesced += misfire.coalesced
-                self._hooks.pyncette_on_misfire(
-                    task=self.task, instance=state.key.instance, missed=misfire.missed, coalesced=misfire.coalesced
-                )
-            if slot is not None and data.last_slot is not None and to_micros(slot) <= data.last_slot:
-                # A definition changed after this slot's time had already been run (an update
-                # planned before the commit, applied after it): a slot never runs twice.
-                slot, next_slot = None, schedule.next_after(from_micros(data.last_slot))
-            if slot is None:
-                await self._complete(lease, next_slot, data)
-                return
+        catch_up, grace = misfire_policy(self.task, self.app_context.app.poll_interval)
+        misfire = plan_claim(schedule, state.next_run, data, now, catch_up, grace)
+        slot, next_slot = misfire.run, misfire.next_slot
+        if misfire.missed or misfire.coalesced:
+            data.missed += misfire.missed
+            data.coalesced += misfire.coalesced
+            self._hooks.pyncette_on_misfire(
+                task=self.task, instance=state.key.instance, missed=misfire.missed, coalesced=misfire.coalesced
+            )
+        if slot is None:
+            await self._complete(lease, next_slot, data)
+            return
         data.last_slot = max(to_micros(slot), data.last_slot or 0)
         if template.execution_mode is ExecutionMode.AT_MOST_ONCE:
             data.attempt, data.retry_slot = 0, None
@@ -188,26 +296,21 @@ class Execution:
             await self._failed(slot, next_slot, data)
 
     async def _failed(self, slot: datetime.datetime, next_slot: datetime.datetime | None, data: InstanceData) -> None:
-        template = self.task.template
+        task, failure_mode = self.task, self.task.template.failure_mode
         attempts = data.attempt + 1
-        gives_up = template.failure_mode is FailureMode.COMMIT or (
-            template.max_attempts is not None and attempts >= template.max_attempts
-        )
+        gives_up = failure_mode is FailureMode.COMMIT or (task.max_attempts is not None and attempts >= task.max_attempts)
         if gives_up:
             data.attempt, data.retry_slot = 0, None
             data.given_up += 1
             await self._complete(self._lease, next_slot, data, outcome="given_up")
             return
-        if template.failure_mode is FailureMode.NONE and template.max_attempts is None:
-            self._report("failed")
-            return
         now = self.app_context.clock.now()
         try:
-            delay = min(template.retry_delay * template.retry_backoff ** (attempts - 1), template.retry_max_delay)
+            delay = min(task.retry_delay * task.retry_backoff ** (attempts - 1), task.retry_max_delay)
         except OverflowError:  # endless retries: the back-off outgrew a float or a timedelta long ago
-            delay = template.retry_max_delay
+            delay = task.retry_max_delay
         retry_at = now + delay
-        if template.failure_mode is FailureMode.NONE:
+        if failure_mode is FailureMode.NONE:
             retry_at = max(retry_at, self._lease.locked_until)
         data.attempt, data.retry_slot = attempts, to_micros(slot)
         await self._complete(self._lease, retry_at, data, outcome="failed")

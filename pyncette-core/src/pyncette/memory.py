@@ -205,12 +205,18 @@ class MemoryRepository(Repository):
         return Page(states=states, continuation=page[-1] if len(names) > limit else None)
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         stored = self._get(key)
         if stored is None:
             return False
-        self._scope(key.task).put(attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run))
+        data = stored.data if data is None else data
+        self._scope(key.task).put(attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run, data=data))
         return True
 
 

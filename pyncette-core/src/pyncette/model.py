@@ -36,7 +36,9 @@ class ExecutionMode(enum.Enum):
 class FailureMode(enum.Enum):
     """What happens to an ``AT_LEAST_ONCE`` slot whose task raised.
 
-    ``NONE``: keep the lease; the slot is retried when the lease expires.
+    ``NONE``: the slot is retried when the failed attempt's lease would have expired (or after
+    the retry back-off, if later). The instance is released with the attempt stored and its next
+    run set to that moment, so ``context.attempt`` counts on across workers.
     ``UNLOCK``: release the lease at once; the slot is retried on the next poll (or after the
     retry back-off when the task has a retry policy).
     ``COMMIT``: give the slot up and move to the next one, as if it had succeeded.
@@ -236,7 +238,16 @@ class BackendInfo:
 
 @attrs.frozen(kw_only=True)
 class TaskStatus:
-    """What the store says about an instance; attached to tasks returned by ``get_task`` / ``list_tasks``."""
+    """What the store says about an instance; attached to tasks returned by ``get_task`` / ``list_tasks``.
+
+    ``next_run`` is when the instance is next claimable: its next slot, or the time of a pending
+    retry. ``retry_slot`` is the slot being retried while a retry is pending (``attempt`` failed
+    attempts of it so far), else ``None``. ``last_slot`` is the latest slot that ran; a slot at or
+    before it never runs again. ``catch_up`` and ``misfire_grace`` are the misfire policy the
+    scheduler that read the status applies to a late slot of this instance (see
+    :func:`pyncette.execution.misfire_policy`; a grace of ``None`` means never late). Datetimes
+    are in UTC.
+    """
 
     next_run: datetime.datetime
     paused: bool
@@ -247,6 +258,25 @@ class TaskStatus:
     missed: int
     coalesced: int
     given_up: int
+    retry_slot: datetime.datetime | None = None
+    last_slot: datetime.datetime | None = None
+    catch_up: CatchUp = CatchUp.ALL
+    misfire_grace: datetime.timedelta | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PlannedRun:
+    """One run in a preview (see :meth:`pyncette.task.Task.planned_runs`).
+
+    ``at`` is when the scheduler starts the run: the slot itself, the time of a pending retry, or
+    the moment of the preview for a run that is already due. ``scheduled_at`` is the slot the run
+    is for (what the task sees as ``context.scheduled_at``) and ``attempt`` its
+    ``context.attempt``. Both datetimes are in the schedule's zone.
+    """
+
+    at: datetime.datetime
+    scheduled_at: datetime.datetime
+    attempt: int = 1
 
 
 def fencing_token_after(previous: int, now: datetime.datetime) -> int:

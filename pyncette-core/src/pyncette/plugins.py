@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 BUILTIN_PLUGINS = {"memory": memory}
 COMMON_OPTIONS = ("concurrency_limit", "batch_size")
 DEFAULT_BACKENDS = ("sqlite", "memory")
+FIRST_PARTY_BACKENDS = ("sqlite", "redis", "postgres", "mysql", "dynamodb")
+"""Backends published from this repository, each as ``pyncette-<name>``; their options start with ``<name>_``."""
 
 
 def create_plugin_manager(plugins: Iterable[Any] = (), *, autoload: bool | None = None) -> pluggy.PluginManager:
@@ -117,5 +119,10 @@ def _infer_backend(backends: Mapping[str, BackendInfo], options: Mapping[str, An
 def _check_options(info: BackendInfo, options: Mapping[str, Any], backends: Mapping[str, BackendInfo]) -> None:
     unknown = sorted(set(options) - set(info.options) - set(COMMON_OPTIONS))
     if unknown:
-        providers = {opt: b.name for b in backends.values() for opt in b.options if opt in unknown}
-        raise UnknownOptionError(info.name, unknown, sorted(info.options), providers)
+        providers = {opt: (b.name, b.distribution) for b in backends.values() for opt in b.options if opt in unknown}
+        missing = {
+            opt: prefix
+            for opt in unknown
+            if opt not in providers and (prefix := opt.split("_", 1)[0]) in FIRST_PARTY_BACKENDS and prefix not in backends
+        }
+        raise UnknownOptionError(info.name, unknown, sorted(info.options), providers, list(backends), missing)

@@ -18,17 +18,24 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, Ty
 import anyio
 import attrs
 
+from pyncette import options
 from pyncette.batching import CompletionBatcher
 from pyncette.clock import Clock, SystemClock
 from pyncette.clock_sync import ClockSync
 from pyncette.context import Context
-from pyncette.errors import ConfigurationError, TaskDefinitionError, TaskLockedException, TaskNotFoundError, describe_error
-from pyncette.execution import Execution, InstanceData, Middleware, call_chain
+from pyncette.errors import (
+    ConfigurationError,
+    TaskDefinitionError,
+    TaskLockedException,
+    TaskNotFoundError,
+    describe_error,
+    pyncette_error_in,
+)
+from pyncette.execution import Execution, InstanceData, Middleware, call_chain, misfire_policy, plan_resume
 from pyncette.log_format import log_fields
-from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus
+from pyncette.model import CatchUp, ClaimedTask, RegisterOutcome, Registration, TaskKey, TaskState, TaskStatus, from_micros
 from pyncette.plugins import create_plugin_manager, resolve_backend
 from pyncette.repository import Repository, RepositoryFactory
-from pyncette.schedule import format_duration, resolve_misfire
 from pyncette.task import Task, TaskFunc, canonical_json
 
 logger = logging.getLogger(__name__)
@@ -93,23 +100,19 @@ class Pyncette:
         clock_skew_threshold: datetime.timedelta | float = datetime.timedelta(seconds=1),
         **backend_options: Any,
     ) -> None:
-        self.poll_interval = _positive("poll_interval", poll_interval)
-        if clock_sync is not None and not isinstance(clock_sync, bool):
-            raise ConfigurationError(f"clock_sync must be True, False or None, got {clock_sync!r}")
-        self.clock_sync = clock_sync
-        self.clock_sync_interval = _positive("clock_sync_interval", clock_sync_interval)
-        self.clock_skew_threshold = _positive("clock_skew_threshold", clock_skew_threshold, allow_zero=True)
-        self.shutdown_grace = _positive("shutdown_grace", shutdown_grace, allow_zero=True)
-        self.poll_backoff_max = _positive("poll_backoff_max", poll_backoff_max)
-        self.store_timeout = _positive("store_timeout", store_timeout)
-        for name, value in (("concurrency_limit", concurrency_limit), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
-        self.concurrency_limit = concurrency_limit
-        self.batch_size = batch_size
+        self.poll_interval = options.duration("poll_interval", poll_interval)
+        self.clock_sync = options.optional_flag("clock_sync", clock_sync)
+        self.clock_sync_interval = options.duration("clock_sync_interval", clock_sync_interval)
+        self.clock_skew_threshold = options.duration("clock_skew_threshold", clock_skew_threshold, allow_zero=True)
+        self.shutdown_grace = options.duration("shutdown_grace", shutdown_grace, allow_zero=True)
+        self.poll_backoff_max = options.duration("poll_backoff_max", poll_backoff_max)
+        self.store_timeout = options.duration("store_timeout", store_timeout)
+        self.concurrency_limit = options.integer("concurrency_limit", concurrency_limit, minimum=1)
+        self.batch_size = options.integer("batch_size", batch_size, minimum=1)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.configure_signals = configure_signals
-        self.plugin_manager = create_plugin_manager(plugins, autoload=autoload_plugins)
+        self.configure_signals = options.flag("configure_signals", configure_signals)
+        autoload = options.optional_flag("autoload_plugins", autoload_plugins)
+        self.plugin_manager = create_plugin_manager(plugins, autoload=autoload)
         self.backend_name, self.repository_factory = resolve_backend(
             self.plugin_manager, backend=backend, repository_factory=repository_factory, options=backend_options
         )
@@ -197,10 +200,10 @@ class Pyncette:
         self, context_items: Mapping[str, Any] | None = None, *, clock: Clock | None = None
     ) -> AsyncIterator[PyncetteContext]:
         """Open the store, set up fixtures and register static tasks; yield the running context."""
-        options = {**self.backend_options, "concurrency_limit": self.concurrency_limit, "batch_size": self.batch_size}
+        factory_options = {**self.backend_options, "concurrency_limit": self.concurrency_limit, "batch_size": self.batch_size}
         self._implemented_hooks.clear()
         async with contextlib.AsyncExitStack() as stack:
-            repository = await stack.enter_async_context(self.repository_factory(**options))
+            repository = await stack.enter_async_context(self.repository_factory(**factory_options))
             for wrappers in self.plugin_manager.hook.pyncette_repository_wrappers(app=self):
                 for wrap in wrappers:
                     repository = wrap(repository)
@@ -235,13 +238,18 @@ class Pyncette:
 
         Logging is configured unless the program did it already: ``PYNCETTE_LOG_LEVEL`` (INFO) and
         ``PYNCETTE_LOG_FORMAT`` (``text`` or ``json``), see :mod:`pyncette.log_format`.
+
+        A :class:`~pyncette.errors.PyncetteException` raised while the app starts (opening the
+        store, setting up fixtures, registering the static tasks) is logged as one error line,
+        without a traceback, and the process exits with status 1. Other exceptions, and any raised
+        once the app runs, propagate.
         """
         from pyncette.log_format import configure_logging
 
         configure_logging()
+        lifecycle = _Lifecycle()
 
         async def serve() -> None:
-            lifecycle = _Lifecycle()
             async with anyio.create_task_group() as group:
                 if self.configure_signals:
                     group.start_soon(_handle_signals, lifecycle)
@@ -250,7 +258,14 @@ class Pyncette:
                     await context.run()
                 group.cancel_scope.cancel()
 
-        anyio.run(serve)
+        try:
+            anyio.run(serve)
+        except Exception as exc:
+            error = pyncette_error_in(exc) if lifecycle.context is None else None
+            if error is None:
+                raise
+            logger.error("cannot start: %s: %s", type(error).__name__, describe_error(error))
+            raise SystemExit(1) from None
 
 
 async def _close_fixture(name: str, generator: Any) -> None:
@@ -287,15 +302,6 @@ async def _handle_signals(lifecycle: _Lifecycle) -> None:
                 sys.exit(128 + signum)
             logger.info("%s: finishing running tasks, then stopping", signal.Signals(signum).name)
             lifecycle.stop()
-
-
-def _positive(name: str, value: datetime.timedelta | float, *, allow_zero: bool = False) -> datetime.timedelta:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = datetime.timedelta(seconds=value)
-    if not isinstance(value, datetime.timedelta) or value < datetime.timedelta(0) or (not allow_zero and not value):
-        shown = format_duration(value) if isinstance(value, datetime.timedelta) else repr(value)
-        raise ConfigurationError(f"{name} must be a positive timedelta or number of seconds, got {shown}")
-    return value
 
 
 class PyncetteContext:
@@ -685,6 +691,7 @@ class PyncetteContext:
             )
             return None
         data = InstanceData.load(state.data)
+        catch_up, grace = misfire_policy(task, self.app.poll_interval)
         status = TaskStatus(
             next_run=state.next_run,
             paused=state.paused,
@@ -695,6 +702,10 @@ class PyncetteContext:
             missed=data.missed,
             coalesced=data.coalesced,
             given_up=data.given_up,
+            retry_slot=None if data.retry_slot is None else from_micros(data.retry_slot),
+            last_slot=None if data.last_slot is None else from_micros(data.last_slot),
+            catch_up=catch_up,
+            misfire_grace=grace,
         )
         if not template.dynamic:
             task = attrs.evolve(template)
@@ -710,12 +721,20 @@ class PyncetteContext:
     async def resume_task(
         self, task: Task | str, instance_name: str | None = None, *, catch_up: CatchUp | str | None = None
     ) -> None:
-        """Resume a paused task; slots missed while paused follow ``catch_up`` (default: the task's policy).
+        """Resume a paused task; with ``catch_up``, apply that policy to the slots missed while paused.
 
-        ``catch_up`` chooses the slot to continue from now: ``"latest"`` the latest missed one,
-        ``"skip"`` the next future one, ``"all"`` the first missed one. The task's own misfire
-        policy still applies when that slot is claimed (a SKIP task drops a slot older than its
-        ``misfire_grace`` whatever the resume asked for).
+        Without ``catch_up`` the instance continues from its stored next run (a pending retry
+        included), and the task's own misfire policy decides at the next claim. With ``catch_up``
+        the slots that came due while paused are resolved now, with a zero grace:
+        ``"latest"`` continues from the latest missed slot (the others are counted as coalesced),
+        ``"skip"`` from the next future slot (the dropped ones are counted as missed), ``"all"``
+        from the first missed one. A pending retry is resolved by the same policy (see
+        :func:`pyncette.execution.plan_resume`). The counts are stored with the instance and
+        reported to plugins (``pyncette_on_misfire``); an instance whose last slot is dropped is
+        removed. The task's own misfire policy still applies when the slot is claimed (a SKIP task
+        drops a slot older than its ``misfire_grace`` whatever the resume asked for). A run still
+        in progress (a live lease) decides the next slot itself when it commits, so ``catch_up``
+        is not applied to it.
         """
         key = self._key(task, instance_name)
         now = self.clock.now()
@@ -723,11 +742,24 @@ class PyncetteContext:
         if state is None:
             raise TaskNotFoundError(key.task, key.instance)
         resolved = self._with_status(self._resolve(task if not isinstance(task, Task) else task.template), state)
-        next_run = None
-        if catch_up is not None and resolved is not None and state.next_run <= now:
+        running = state.locked_until is not None and state.locked_until > now
+        misfire = None
+        if catch_up is not None and resolved is not None and not running:
             policy = CatchUp(catch_up.lower() if isinstance(catch_up, str) else catch_up)
             assert resolved.compiled_schedule is not None
-            misfire = resolve_misfire(resolved.compiled_schedule, state.next_run, now, policy, datetime.timedelta(0))
-            next_run = misfire.run or misfire.next_slot
-        await self.repository.set_paused(now, key, False, next_run)
-        self._note_next_run(key.task, next_run or state.next_run)
+            data = InstanceData.load(state.data)
+            misfire = plan_resume(resolved.compiled_schedule, state.next_run, data, policy, now)
+        if misfire is None:
+            await self.repository.set_paused(now, key, False)
+            self._note_next_run(key.task, state.next_run)
+            return
+        next_run = misfire.run or misfire.next_slot
+        if next_run is None:
+            await self.repository.unregister_task(now, key)
+        else:
+            await self.repository.set_paused(now, key, False, next_run, data.dump())
+            self._note_next_run(key.task, next_run)
+        if misfire.missed or misfire.coalesced:
+            self.app.plugin_manager.hook.pyncette_on_misfire(
+                task=resolved, instance=key.instance, missed=misfire.missed, coalesced=misfire.coalesced
+            )

@@ -133,11 +133,18 @@ class Repository(abc.ABC):
 
     @abc.abstractmethod
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         """Pause or resume an instance; return whether it exists.
 
-        Sets ``paused``; when ``next_run`` is given also stores it. The lock and the fencing
+        Sets ``paused``; when ``next_run`` is given also stores it, and when ``data`` is given also
+        stores it (the scheduler resumes with both, to record the slots the resume skipped or
+        coalesced), all in one atomic write. The lock and the fencing
         token are untouched, so a run already in progress completes normally. Paused instances
         are never claimed.
         """
@@ -251,9 +258,14 @@ class RepositoryWrapper(Repository):
         return await self.around("list_tasks", lambda: self.inner.list_tasks(task, limit=limit, continuation=continuation))
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
-        return await self.around("set_paused", lambda: self.inner.set_paused(now, key, paused, next_run))
+        return await self.around("set_paused", lambda: self.inner.set_paused(now, key, paused, next_run, data))
 
     async def server_time(self) -> datetime.datetime | None:
         return await self.around("server_time", self.inner.server_time)

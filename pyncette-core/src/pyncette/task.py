@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -17,7 +18,19 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 import attrs
 
 from pyncette.errors import ConfigurationError, TaskDefinitionError
-from pyncette.model import JSON, CatchUp, DstFold, DstGap, ExecutionMode, FailureMode, TaskKey, TaskStatus
+from pyncette.execution import InstanceData, plan_runs
+from pyncette.model import (
+    JSON,
+    CatchUp,
+    DstFold,
+    DstGap,
+    ExecutionMode,
+    FailureMode,
+    PlannedRun,
+    TaskKey,
+    TaskStatus,
+    to_micros,
+)
 from pyncette.repository import MAX_INSTANCE_NAME_LENGTH
 from pyncette.schedule import Schedule, build_schedule, format_duration
 
@@ -272,17 +285,52 @@ class Task:
         except ConfigurationError as exc:
             raise TaskDefinitionError(self.full_name, str(exc)) from None
 
-    def next_runs(self, n: int = 10, after: datetime.datetime | None = None) -> list[datetime.datetime]:
-        """The next ``n`` fire times strictly after ``after`` (default: now), in the task's zone.
+    def next_runs(
+        self, n: int = 10, after: datetime.datetime | None = None, *, include_paused: bool = False
+    ) -> list[datetime.datetime]:
+        """The next ``n`` fire times from ``after`` (default: now), in the task's zone.
 
-        DST rules and jitter apply. For an instance returned by ``get_task`` / ``list_tasks`` the
-        preview continues from its stored next run.
+        The times at which :meth:`planned_runs` starts each run: see there for what an instance
+        read back from the store previews (a pending retry, overdue slots, pausing).
         """
-        if self.compiled_schedule is None:
+        return [run.at for run in self.planned_runs(n, after, include_paused=include_paused)]
+
+    def planned_runs(
+        self, n: int = 10, after: datetime.datetime | None = None, *, include_paused: bool = False
+    ) -> list[PlannedRun]:
+        """The next ``n`` runs from ``after`` (default: now), each with its start time, slot and attempt.
+
+        DST rules and jitter apply. A task without a stored status (a static task as defined)
+        previews the schedule: its slots strictly after ``after``. An instance returned by
+        ``get_task`` / ``list_tasks`` previews what the scheduler will do from its stored state if
+        workers claim it from ``after`` on and every run succeeds (see
+        :func:`pyncette.execution.plan_runs`): a pending retry comes first, at its retry time,
+        and the schedule continues after the retried slot; a stored slot already due at ``after``
+        is resolved by the misfire policy, and those that run are listed at ``after`` (they run
+        at once); a run in progress is not listed. Pass the current time as ``after``: a later one
+        previews the instance as if no worker ran it until then. A paused instance previews no
+        runs, or with ``include_paused=True`` the runs it makes if resumed at ``after`` without
+        ``catch_up``.
+        """
+        schedule = self.compiled_schedule
+        if schedule is None:
             raise TaskDefinitionError(self.full_name, "a template without a schedule has no runs; preview an instance")
         moment = after or datetime.datetime.now(datetime.timezone.utc)
-        next_slot = self.status.next_run if self.status is not None else None
-        return self.compiled_schedule.next_runs(n, moment, next_slot=next_slot)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"after must be a timezone-aware datetime, got {moment!r}")
+        status = self.status
+        if n <= 0 or (status is not None and status.paused and not include_paused):
+            return []
+        if status is None:
+            return [PlannedRun(at=slot, scheduled_at=slot) for slot in schedule.next_runs(n, moment)]
+        data = InstanceData(
+            attempt=status.attempt,
+            retry_slot=None if status.retry_slot is None else to_micros(status.retry_slot),
+            last_slot=None if status.last_slot is None else to_micros(status.last_slot),
+        )
+        running = status.locked_until is not None and status.locked_until > moment
+        runs = plan_runs(schedule, status.next_run, data, moment, status.catch_up, status.misfire_grace, running=running)
+        return list(itertools.islice(runs, n))
 
     # dynamic instances
 
@@ -291,7 +339,8 @@ class Task:
 
         Keywords override the template's schedule (``schedule``, ``interval`` or ``execute_at``,
         with ``timezone`` and the DST and jitter options) and policies (``catch_up``,
-        ``fast_forward``, ``misfire_grace``, retries). Options of the whole task (``execution_mode``,
+        ``misfire_grace``, retries); ``fast_forward=True`` means ``catch_up="latest"`` (unless
+        ``catch_up`` is given), as on the decorators. Options of the whole task (``execution_mode``,
         ``failure_mode``, ``lease_duration``, ``enabled``, ...) cannot differ per instance and are
         refused with :class:`TaskDefinitionError`. Any other keyword is an argument of the instance;
         ``extra_args={...}`` passes arguments of any name.
@@ -306,8 +355,9 @@ class Task:
             f"{self.name}/{name}", kwargs, _TASK_WIDE_FIELDS, "cannot be given to an instance: they are options of the whole task"
         )
         arguments = {**(kwargs.pop("extra_args", None) or {})}
-        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in (*_SCHEDULE_OPTIONS, *_POLICY_OPTIONS, "fast_forward")}
-        if overrides.pop("fast_forward", False):
+        fast_forward = kwargs.pop("fast_forward", False)
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _SCHEDULE_OPTIONS + _POLICY_OPTIONS}
+        if fast_forward:
             overrides.setdefault("catch_up", CatchUp.LATEST)
         if any(k in overrides for k in ("schedule", "interval", "execute_at")):
             base = {k: None for k in ("schedule", "interval", "execute_at")}

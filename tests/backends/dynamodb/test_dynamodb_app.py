@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ from pyncette.dynamodb import constants as c
 from pyncette.dynamodb import dynamodb_repository
 from pyncette.errors import UnknownOptionError
 from pyncette.testing import FakeClock, run_until
-from tests.backends.dynamodb.conftest import REGION
+from tests.backends.dynamodb.conftest import DUMMY_ENVIRONMENT, REGION
+from tests.support.servers import free_port
+from tests.support.startup import assert_one_clean_error, start_app
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +94,10 @@ async def test_partitions_of_a_partitioned_task_are_distinct_partition_keys(
 def test_options_of_another_backend_are_refused_by_name(dynamodb_options: dict[str, Any]) -> None:
     with pytest.raises(UnknownOptionError, match="redis_url"):
         Pyncette(backend="dynamodb", redis_url="redis://127.0.0.1", **dynamodb_options)
+
+
+def test_an_unreachable_endpoint_stops_the_start_with_one_error_line(tmp_path: Path) -> None:
+    options = {"dynamodb_region_name": REGION, "dynamodb_endpoint": f"http://127.0.0.1:{free_port()}"}
+    result = start_app(tmp_path, options, env=DUMMY_ENVIRONMENT)
+    line = assert_one_clean_error(result, option="dynamodb_endpoint", secret=DUMMY_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"])
+    assert "BackendError" in line

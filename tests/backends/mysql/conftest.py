@@ -89,9 +89,10 @@ def _accepts_queries(port: int) -> bool:
 
 
 class PrivateServer:
-    def __init__(self, server: str, datadir: Path) -> None:
+    def __init__(self, server: str, datadir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.server = server
         self.datadir = datadir
+        self.extra_args = extra_args
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
@@ -110,6 +111,7 @@ class PrivateServer:
                 f"--pid-file={self.datadir}/mysqld.pid",
                 "--innodb-buffer-pool-size=16M",
                 "--skip-log-bin",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -131,12 +133,12 @@ class PrivateServer:
                 self.process.wait()
 
 
-@pytest.fixture(scope="session")
-def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
-    """A server of our own on a free port, for tests that crash it or change users and grants.
+@contextlib.contextmanager
+def _private_instance(tmp_path_factory: pytest.TempPathFactory, extra_args: tuple[str, ...] = ()) -> Iterator[PrivateServer]:
+    """Install a fresh data directory, start a server on it with ``extra_args``, stop it afterwards.
 
-    The shared server is never stopped or reconfigured: this installs a fresh data directory, so
-    it needs the server binaries (``mariadbd`` or ``mysqld``) of the machine running the shared one.
+    The shared server is never stopped or reconfigured: this needs the server binaries
+    (``mariadbd`` or ``mysqld``) of the machine running the shared one.
     """
     server = _binary("mariadbd", "mysqld")
     installer = _binary("mariadb-install-db", "mysql_install_db")
@@ -151,7 +153,7 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private
         check=True,
         capture_output=True,
     )
-    instance = PrivateServer(server, datadir)
+    instance = PrivateServer(server, datadir, extra_args)
     instance.start()
     conn = pymysql.connect(host="127.0.0.1", port=instance.port, user="root", password="", autocommit=True)
     conn.cursor().execute("CREATE DATABASE IF NOT EXISTS pyncette")
@@ -160,3 +162,55 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(scope="session")
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
+    """A server of our own on a free port, for tests that crash it or change users and grants."""
+    with _private_instance(tmp_path_factory) as instance:
+        yield instance
+
+
+class Certificates:
+    """A certificate authority and a server certificate it signed for 127.0.0.1 and localhost, made with ``openssl``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ca = directory / "ca.pem"
+        self.server_certificate = directory / "server.pem"
+        self.server_key = directory / "server.key"
+        self.other_ca = directory / "other-ca.pem"
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            message = "the openssl command is needed to make test certificates"
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"{message} (CI=true: a missing tool is a failure, not a skip)")
+            pytest.skip(message)
+
+        def run(*args: str) -> None:
+            subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
+
+        for name in ("ca", "other-ca"):
+            run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=pyncette test {name}",
+                "-keyout", f"{name}.key", "-out", f"{name}.pem")  # fmt: skip
+        (directory / "server.ext").write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+        run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", "server.ext", "-out", "server.pem")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return Certificates(tmp_path_factory.mktemp("certificates"))
+
+
+@pytest.fixture(scope="session")
+def private_tls_server(tmp_path_factory: pytest.TempPathFactory, certificates: Certificates) -> Iterator[PrivateServer]:
+    """A private server that offers TLS with a certificate signed by ``certificates.ca``."""
+    tls = (
+        f"--ssl-ca={certificates.ca}",
+        f"--ssl-cert={certificates.server_certificate}",
+        f"--ssl-key={certificates.server_key}",
+    )
+    with _private_instance(tmp_path_factory, tls) as instance:
+        yield instance

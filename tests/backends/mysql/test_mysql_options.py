@@ -9,6 +9,7 @@ import logging
 import socket
 import ssl
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiomysql
@@ -21,6 +22,7 @@ from pyncette.mysql import constants, mysql_repository, plugin
 from pyncette.mysql.repository import is_encrypted
 from pyncette.mysql.schema import create_table_sql
 from tests.backends.mysql.conftest import admin_query
+from tests.support.startup import assert_one_clean_error, start_app
 
 pytestmark = pytest.mark.anyio
 
@@ -110,7 +112,8 @@ async def test_unreachable_server_is_a_backend_error_naming_host_and_port(caplog
     message = str(info.value)
     assert "mysql_host" in message
     assert f"127.0.0.1:{port}" in message
-    assert info.value.__cause__ is not None
+    assert "Can't connect" in message  # the driver's text, without its exception chained
+    assert info.value.__cause__ is None and info.value.__suppress_context__
     assert SECRET not in message
     assert SECRET not in caplog.text
 
@@ -290,3 +293,9 @@ async def test_scope_longer_than_the_key_allows_is_rejected(mysql_options: dict[
     async with mysql_repository(**mysql_options, mysql_table_name=table_name) as repository:
         with pytest.raises(ConfigurationError, match="1024 bytes"):
             await repository.get_task(TaskKey("x" * 1025, "a"))
+
+
+def test_a_wrong_password_stops_the_start_with_one_error_line(mysql_options: dict[str, Any], tmp_path: Path) -> None:
+    options = {**mysql_options, "mysql_password": SECRET}
+    line = assert_one_clean_error(start_app(tmp_path, options), option="mysql_password", secret=SECRET)
+    assert "ConfigurationError" in line and "mysql_user" in line

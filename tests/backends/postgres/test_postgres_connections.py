@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any, AsyncIterator, Iterator
 
@@ -9,6 +10,7 @@ import anyio
 import asyncpg
 import pytest
 
+from pyncette import Pyncette
 from pyncette.errors import BackendError
 from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey
 from pyncette.postgres import constants, postgres_repository
@@ -250,3 +252,40 @@ async def test_listener_reconnects_after_a_cut(proxy: TcpProxy, postgres_url: st
             await listener._wait_listening(generation)
         await writer.register_tasks(T0, [registration("after-cut", "a")])
         assert await wakeups.wait_for("after-cut") == [T0]
+
+
+@pytest.mark.parametrize(
+    ("concurrency_limit", "pool_size", "statement_connections"),
+    [
+        (1, None, 2),  # at least 2: a poll and a completion may run together
+        (7, None, 7),  # follows concurrency_limit
+        (100, None, constants.MAX_DEFAULT_POOL_SIZE),  # at most 10
+        (100, 12, 12),  # an explicit size is used as given, above the cap too
+        (7, 1, 1),  # and below the floor
+    ],
+)
+async def test_pool_size_follows_concurrency_limit_unless_given(
+    postgres_url: str, table_name: str, concurrency_limit: int, pool_size: int | None, statement_connections: int
+) -> None:
+    options: dict[str, Any] = {} if pool_size is None else {"postgres_pool_size": pool_size}
+    app = Pyncette(
+        backend="postgres",
+        postgres_url=postgres_url,
+        postgres_table_name=table_name,
+        concurrency_limit=concurrency_limit,
+        configure_signals=False,
+        **options,
+    )
+    async with app.create() as context:
+        pool = context.repository._pool
+        # One connection more than the statements get, for the LISTEN of push wake-ups, which the
+        # scheduler asks for: once it listens, exactly the statement connections are left.
+        assert pool.get_max_size() == statement_connections + constants.LISTENER_CONNECTIONS
+        await context.repository._wait_listening()
+        held = [await pool.acquire() for _ in range(statement_connections)]
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await pool.acquire(timeout=0.2)
+        finally:
+            for connection in held:
+                await pool.release(connection)

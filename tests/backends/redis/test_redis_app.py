@@ -13,6 +13,8 @@ from pyncette.redis import redis_repository
 from pyncette.testing import FakeClock, run_until
 from tests.backends.redis.conftest import PrivateRedis
 from tests.support.multiprocess import WorkerPool, wait_for
+from tests.support.servers import free_port
+from tests.support.startup import WAYS, assert_one_clean_error, start_app
 
 UTC = datetime.timezone.utc
 START = datetime.datetime(2030, 1, 1, tzinfo=UTC)
@@ -66,3 +68,11 @@ def test_workers_survive_a_restart_of_a_persistent_server(
     assert set(finished) == set(names), "nothing due was lost"
     assert max(finished.values()) == 1, f"ran twice: {[name for name, runs in finished.items() if runs > 1][:10]}"
     assert all(log.count("Traceback") == 0 or "BackendError" in log for log in logs.values()), logs
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_an_unreachable_server_stops_the_start_with_one_error_line(tmp_path: Path, way: str) -> None:
+    secret = "Startup-S3cret-pw"
+    options = {"redis_url": f"redis://someone:{secret}@127.0.0.1:{free_port()}/0", "redis_timeout": 2}
+    line = assert_one_clean_error(start_app(tmp_path, options, way=way), option="redis_url", secret=secret)
+    assert "BackendError" in line and "someone:***@127.0.0.1" in line

@@ -14,14 +14,18 @@ import redis
 import redis.asyncio as aioredis
 import redis.asyncio.connection as aioredis_connection
 import redis.crc
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from pyncette import Context, Pyncette
 from pyncette.errors import BackendError, ConfigurationError, SchemaVersionError
 from pyncette.model import Completion, RegisterOutcome, Registration, TaskKey, to_micros
 from pyncette.redis import RedisRepository, redis_repository
 from pyncette.redis import constants as redis_constants
 from pyncette.redis.plugin import pyncette_backends
 from pyncette.redis.repository import redact_url
-from tests.backends.redis.conftest import PrivateRedis, namespace_keys
+from pyncette.testing import FakeClock, run_until
+from tests.backends.redis.conftest import PrivateRedis, TlsRedis, namespace_keys
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.anyio
@@ -124,6 +128,7 @@ def test_redact_url() -> None:
     assert redact_url("redis://token@host") == "redis://***@host"
     assert redact_url("unix:///tmp/r.sock?db=1&password=pw") == "unix:///tmp/r.sock?db=1&password=***"
     assert redact_url("redis://host:6379") == "redis://host:6379"
+    assert redact_url("rediss://:pw@host/0?ssl_ca_certs=/etc/ca.pem") == "rediss://***@host/0?ssl_ca_certs=/etc/ca.pem"
 
 
 async def test_unknown_and_common_options_are_accepted(redis_url: str, namespace: str) -> None:
@@ -546,3 +551,34 @@ async def test_documented_least_privilege_acl_is_enough(private_redis: PrivateRe
     with pytest.raises(ConfigurationError, match="redis_url"):
         async with redis_repository(redis_url=url, redis_namespace="other-app"):
             pass
+
+
+# TLS (docs/backends/redis.md, "TLS")
+
+
+async def test_rediss_url_with_the_ca_schedules_and_runs_a_task(tls_redis: TlsRedis) -> None:
+    app = Pyncette(backend="redis", redis_url=tls_redis.url(tls_redis.ca_cert), redis_namespace="tls")
+    ran: list[str] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        ran.append(context.task.name)
+
+    start = datetime.datetime(2030, 1, 1, tzinfo=UTC)
+    async with app.create(clock=FakeClock(start)) as context:
+        await context.schedule_task(job, "over-tls", execute_at=start + SECOND)
+        assert await run_until(context, start + 10 * SECOND) == 1
+    assert ran == ["over-tls"]
+    plain = redis.Redis(host="127.0.0.1", port=tls_redis.server.port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()  # the server speaks TLS only: the run above went over TLS
+
+
+async def test_rediss_url_with_a_wrong_ca_fails_at_start_naming_the_option(tls_redis: TlsRedis) -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"redis_url: the TLS certificate .* failed verification; check ssl_ca_certs"
+    ) as caught:
+        async with redis_repository(redis_url=tls_redis.url(tls_redis.other_ca_cert), redis_timeout=5):
+            pass
+    assert "certificate verify failed" in str(caught.value)
+    assert f"ssl_ca_certs={tls_redis.other_ca_cert}" in str(caught.value), "the message shows which CA file was used"

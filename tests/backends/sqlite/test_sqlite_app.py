@@ -13,6 +13,7 @@ import pytest
 
 from pyncette import Context, Pyncette
 from pyncette.testing import FakeClock, run_until
+from tests.support.startup import WAYS, assert_one_clean_error, start_app
 
 pytestmark = pytest.mark.anyio
 
@@ -111,3 +112,10 @@ async def test_schedule_in_one_process_and_execute_in_another_started_later(
     output = (await anyio.to_thread.run_sync(run, "execute.py")).splitlines()
     assert output[-1] == "executed 40 left 0"
     assert sorted(int(line.split()[2]) for line in output[:-1]) == list(range(40))
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_bad_table_name_stops_the_start_with_one_error_line(tmp_path: pathlib.Path, way: str) -> None:
+    options = {"sqlite_database": str(tmp_path / "app.db"), "sqlite_table_name": "bad-name"}
+    line = assert_one_clean_error(start_app(tmp_path, options, way=way), option="sqlite_table_name")
+    assert "ConfigurationError" in line and "'bad-name'" in line

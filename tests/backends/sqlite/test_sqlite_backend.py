@@ -70,6 +70,26 @@ async def test_invalid_options_name_the_option(options: dict[str, Any], named: s
             pass
 
 
+@pytest.mark.parametrize(
+    ("wal", "synchronous", "journal", "level"),
+    [(False, None, "delete", 2), (True, "NORMAL", "wal", 1), (False, "off", "delete", 0), (True, "EXTRA", "wal", 3)],
+)
+async def test_journal_and_synchronous_options_take_effect(
+    database: str, wal: bool, synchronous: str | None, journal: str, level: int
+) -> None:
+    """Read back with PRAGMA; without sqlite_synchronous the level is SQLite's default, FULL (2)."""
+    async with sqlite_repository(sqlite_database=database, sqlite_wal=wal, sqlite_synchronous=synchronous) as repository:
+        connection = repository.connection
+        assert connection is not None
+        assert [tuple(row) for row in await connection.execute_fetchall("PRAGMA journal_mode")] == [(journal,)]
+        assert [tuple(row) for row in await connection.execute_fetchall("PRAGMA synchronous")] == [(level,)]
+    reader = raw(database)
+    try:
+        assert reader.execute("PRAGMA journal_mode").fetchone() == (journal,)  # the file keeps its journal mode
+    finally:
+        reader.close()
+
+
 async def test_database_and_connection_are_exclusive(database: str) -> None:
     async with aiosqlite.connect(":memory:") as connection:
         with pytest.raises(ConfigurationError, match="sqlite_connection"):
@@ -89,7 +109,9 @@ async def test_a_file_that_is_not_a_database_fails_at_start(tmp_path: pathlib.Pa
     with pytest.raises(BackendError, match="sqlite_database") as caught:
         async with sqlite_repository(sqlite_database=str(path)):
             pass
-    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+    # The driver's text is in the message; its exception is not chained, so a report is one error.
+    assert "file is not a database" in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
 async def test_unknown_and_common_options_are_ignored(database: str) -> None:
@@ -172,6 +194,31 @@ async def test_newer_schema_version_is_refused(database: str, table_name: str, s
     with pytest.raises(SchemaVersionError, match=rf"{table_name}.*version {SCHEMA_VERSION + 1}.*upgrade pyncette-sqlite"):
         async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name, sqlite_skip_table_create=skip):
             pass
+
+
+@pytest.mark.parametrize("skip", [False, True])
+async def test_older_schema_version_is_refused_and_left_untouched(database: str, table_name: str, skip: bool) -> None:
+    async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name) as repository:
+        await repository.register_tasks(T0, [registration("s", "kept")])
+    connection = raw(database)
+    connection.execute(f"UPDATE {META_TABLE_NAME} SET version = ? WHERE table_name = ?", (SCHEMA_VERSION - 1, table_name))
+    schema_before = connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    connection.close()
+    # No release before version 1 exists, so there is no upgrade: the start is refused, not guessed at.
+    with pytest.raises(
+        SchemaVersionError, match=rf"{table_name}.*version {SCHEMA_VERSION - 1}.*uses version {SCHEMA_VERSION}.*no upgrade path"
+    ):
+        async with sqlite_repository(sqlite_database=database, sqlite_table_name=table_name, sqlite_skip_table_create=skip):
+            pass
+    connection = raw(database)
+    try:
+        assert connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == schema_before
+        assert connection.execute(f"SELECT version FROM {META_TABLE_NAME} WHERE table_name = ?", (table_name,)).fetchone() == (
+            SCHEMA_VERSION - 1,
+        )
+        assert connection.execute(f"SELECT instance FROM {table_name}").fetchall() == [("kept",)]
+    finally:
+        connection.close()
 
 
 async def test_start_up_needs_no_write_lock_once_the_schema_exists(database: str, table_name: str) -> None:

@@ -266,6 +266,28 @@ class RepositoryConformance:
         assert await repository.extend_lease(T0 + LEASE, key, first.lease, LEASE) is None
         assert await repository.complete_tasks(T0 + LEASE, [completion(second.state, second.lease, T0 + 60 * SECOND)]) == [True]
 
+    async def test_reclaim_by_the_same_owner_stales_the_old_lease(self, repository: Repository, scope: str) -> None:
+        """A worker whose lease expired and that claimed the instance again holds only the new lease.
+
+        The owner is the same, so only the fencing token tells the leases apart: extend, complete
+        and commit with the old one change nothing.
+        """
+        from pyncette.errors import LeaseLostException
+
+        key = TaskKey(scope, "a")
+        await repository.register_tasks(T0, [registration(key)])
+        (first,) = (await repository.claim_due(T0, scope, owner="w1", lease_duration=LEASE, limit=1)).claimed
+        (second,) = (await repository.claim_due(T0 + LEASE, scope, owner="w1", lease_duration=LEASE, limit=1)).claimed
+        assert second.lease.owner == first.lease.owner == "w1"
+        assert second.lease.token > first.lease.token
+        now = T0 + LEASE + SECOND
+        assert await repository.extend_lease(now, key, first.lease, LEASE) is None
+        assert await repository.complete_tasks(now, [completion(first.state, first.lease, T0 + 60 * SECOND)]) == [False]
+        with pytest.raises(LeaseLostException):
+            await repository.commit_task(now, completion(first.state, first.lease, T0 + 90 * SECOND))
+        assert await repository.get_task(key) == second.state
+        assert await repository.complete_tasks(now, [completion(second.state, second.lease, T0 + 60 * SECOND)]) == [True]
+
     async def test_fencing_token_increases_on_every_claim_even_across_recreation(
         self, repository: Repository, scope: str
     ) -> None:
@@ -515,6 +537,19 @@ class RepositoryConformance:
         assert len((await repository.claim_due(T0 + 5 * SECOND, scope, owner="w1", lease_duration=LEASE, limit=5)).claimed) == 1
         assert await repository.set_paused(T0, TaskKey(scope, "missing"), True) is False
 
+    async def test_resume_stores_next_run_and_data_together(self, repository: Repository, scope: str) -> None:
+        key = TaskKey(scope, "a")
+        await repository.register_tasks(T0, [registration(key, next_run=T0 - 9 * SECOND)])
+        assert await repository.set_paused(T0, key, True)
+        assert await repository.set_paused(T0, key, False, next_run=T0 + 5 * SECOND, data='{"missed": 4}')
+        state = await repository.get_task(key)
+        assert state is not None and (state.paused, state.next_run, state.data) == (False, T0 + 5 * SECOND, '{"missed": 4}')
+        assert await repository.set_paused(T0, key, True)
+        state = await repository.get_task(key)
+        assert state is not None and state.data == '{"missed": 4}', "data is kept when not given"
+        assert await repository.set_paused(T0, TaskKey(scope, "missing"), False, data="{}") is False
+        assert await repository.get_task(TaskKey(scope, "missing")) is None
+
     # values
 
     async def test_values_round_trip_exactly(self, repository: Repository, scope: str) -> None:
@@ -636,6 +671,9 @@ class RepositoryConformance:
             b = await ctx.get_task(job, "b")
             assert b is not None and b.status is not None and b.status.missed == 4 and b.status.next_run == T0 + 50 * SECOND
             await ctx.resume_task(paused_job, "a", catch_up="latest")
+            a = await ctx.get_task(paused_job, "a")
+            assert a is not None and a.status is not None and not a.status.paused
+            assert (a.status.coalesced, a.status.next_run) == (3, T0 + 40 * SECOND)
             await run_until(ctx, T0 + 50 * SECOND)
         assert sorted(slots) == [T0 + 40 * SECOND, T0 + 50 * SECOND, T0 + 50 * SECOND], slots
 

@@ -11,6 +11,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, NoRegionError
 
+from pyncette import options
 from pyncette.dynamodb import constants as c
 from pyncette.dynamodb.repository import DynamoDBRepository
 from pyncette.dynamodb.table import ensure_table
@@ -60,6 +61,7 @@ async def dynamodb_repository(
     unreachable endpoint with a :class:`~pyncette.errors.BackendError`.
     """
     _validate(dynamodb_table_name, dynamodb_partition_prefix, dynamodb_region_name, dynamodb_endpoint)
+    skip_create = options.flag("dynamodb_skip_table_create", dynamodb_skip_table_create)
     async with contextlib.AsyncExitStack() as stack:
         client = dynamodb_client
         if client is None:
@@ -82,10 +84,10 @@ async def dynamodb_repository(
             except (BotoCoreError, ValueError) as exc:
                 raise ConfigurationError(
                     f"cannot create a DynamoDB client ({type(exc).__name__}); check dynamodb_region_name and dynamodb_endpoint"
-                ) from exc
+                ) from None
         elif getattr(getattr(getattr(client, "meta", None), "service_model", None), "service_name", None) != "dynamodb":
             raise ConfigurationError("dynamodb_client must be an aiobotocore client for the 'dynamodb' service")
-        await ensure_table(client, dynamodb_table_name, create=not dynamodb_skip_table_create)
+        await ensure_table(client, dynamodb_table_name, create=not skip_create)
         yield DynamoDBRepository(
             client,
             table_name=dynamodb_table_name,

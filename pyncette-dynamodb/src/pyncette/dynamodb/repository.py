@@ -599,14 +599,21 @@ class DynamoDBRepository(Repository):
     # set_paused
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         stored_item = await self._get_item(self._key(key))
         for _ in range(c.MAX_CAS_ATTEMPTS):
             if stored_item is None or not _live(stored_item):
                 return False
             stored = self._decode(stored_item)
-            updated = attrs.evolve(stored, paused=paused, next_run=next_run or stored.next_run)
+            updated = attrs.evolve(
+                stored, paused=paused, next_run=next_run or stored.next_run, data=stored.data if data is None else data
+            )
             if updated == stored:
                 return True
             stored_item = await self._replace(stored_item, updated)

@@ -53,7 +53,7 @@ async def _request(client: Any, action: str, table_name: str, **kwargs: Any) -> 
     try:
         return await send(client, action, **kwargs)
     except (BotoCoreError, ClientError, OSError, asyncio.TimeoutError) as exc:
-        raise translate_error(exc, action, table_name) from exc
+        raise translate_error(exc, action, table_name) from None
 
 
 async def _describe(client: Any, table_name: str) -> dict[str, Any] | None:
@@ -62,9 +62,9 @@ async def _describe(client: Any, table_name: str) -> dict[str, Any] | None:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
             return None
-        raise translate_error(exc, "describe_table", table_name) from exc
+        raise translate_error(exc, "describe_table", table_name) from None
     except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
-        raise translate_error(exc, "describe_table", table_name) from exc
+        raise translate_error(exc, "describe_table", table_name) from None
     table: dict[str, Any] = response["Table"]
     return table
 
@@ -119,9 +119,9 @@ async def ensure_table(client: Any, table_name: str, *, create: bool) -> None:
             logger.info("created DynamoDB table %r", table_name)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                raise translate_error(exc, "create_table", table_name) from exc
+                raise translate_error(exc, "create_table", table_name) from None
         except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
-            raise translate_error(exc, "create_table", table_name) from exc
+            raise translate_error(exc, "create_table", table_name) from None
     if table is None or not _is_active(table):
         table = await _wait_active(client, table_name)
     _check_layout(table, table_name)
@@ -139,9 +139,9 @@ async def _enable_ttl(client: Any, table_name: str) -> None:
     except ClientError as exc:
         # Another worker enabled it in between (DynamoDB refuses to enable it twice).
         if exc.response.get("Error", {}).get("Code") != "ValidationException":
-            raise translate_error(exc, "update_time_to_live", table_name) from exc
+            raise translate_error(exc, "update_time_to_live", table_name) from None
     except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
-        raise translate_error(exc, "update_time_to_live", table_name) from exc
+        raise translate_error(exc, "update_time_to_live", table_name) from None
 
 
 async def _check_version(client: Any, table_name: str, *, create: bool) -> None:
@@ -161,9 +161,9 @@ async def _check_version(client: Any, table_name: str, *, create: bool) -> None:
                 )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise translate_error(exc, "put_item", table_name) from exc
+                    raise translate_error(exc, "put_item", table_name) from None
             except (BotoCoreError, OSError, asyncio.TimeoutError) as exc:
-                raise translate_error(exc, "put_item", table_name) from exc
+                raise translate_error(exc, "put_item", table_name) from None
         return
     version = int(item.get(c.ATTR_SCHEMA_VERSION, {}).get("N", "0"))
     if version != c.SCHEMA_VERSION:

@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator
 
 import aiomysql
 
+from pyncette import options
 from pyncette.errors import BackendError, ConfigurationError, PyncetteException
 from pyncette.mysql import constants
 from pyncette.mysql.repository import MySQLRepository, describe, is_encrypted
@@ -29,8 +30,10 @@ def _startup_error(exc: BaseException, where: str, user: str | None, database: s
         return ConfigurationError(f"MySQL user {user!r} may not use database {database!r} (mysql_database)")
     if code == constants.ER_BAD_DB:
         return ConfigurationError(f"MySQL database {database!r} (mysql_database) does not exist at {where}")
-    if isinstance(exc, ssl.SSLError):
-        return BackendError(f"TLS handshake with MySQL at {where} failed (mysql_ssl): {describe(exc)}")
+    # aiomysql reports a failed handshake as "can't connect" (2003), with the ssl error as the cause.
+    tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+    if isinstance(tls_error, ssl.SSLError):
+        return BackendError(f"TLS handshake with MySQL at {where} failed (mysql_ssl): {tls_error}")
     return BackendError(f"cannot connect to MySQL at {where} (mysql_host / mysql_port): {describe(exc)}")
 
 
@@ -100,17 +103,20 @@ async def mysql_repository(
             f"mysql_table_name {mysql_table_name!r} is not a valid table name "
             "(letters, digits and underscores, not starting with a digit, at most 64 characters)"
         )
+    skip_create = options.flag("mysql_skip_table_create", mysql_skip_table_create)
     where = f"{mysql_host}:{mysql_port}"
     ssl_context = _ssl_context(mysql_ssl)
     if mysql_pool is None:
-        if not isinstance(mysql_port, int) or isinstance(mysql_port, bool) or not 0 < mysql_port < 65536:
-            raise ConfigurationError(f"mysql_port must be an integer between 1 and 65535, not {mysql_port!r}")
+        options.integer("mysql_port", mysql_port, minimum=1, maximum=65535)
+        connect_timeout = options.seconds("mysql_connect_timeout", mysql_connect_timeout)
+        size = (
+            default_pool_size(concurrency_limit)
+            if mysql_pool_size is None
+            else options.integer("mysql_pool_size", mysql_pool_size, minimum=1)
+        )
         missing = [name for name, value in (("mysql_user", mysql_user), ("mysql_database", mysql_database)) if not value]
         if missing:
             raise ConfigurationError(f"the mysql backend needs {' and '.join(missing)} (or an existing mysql_pool)")
-        size = default_pool_size(concurrency_limit) if mysql_pool_size is None else mysql_pool_size
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ConfigurationError(f"mysql_pool_size must be a positive integer, not {mysql_pool_size!r}")
         try:
             pool = await aiomysql.create_pool(
                 minsize=1,
@@ -123,13 +129,13 @@ async def mysql_repository(
                 charset="utf8mb4",
                 autocommit=True,
                 ssl=ssl_context,
-                connect_timeout=mysql_connect_timeout,
+                connect_timeout=connect_timeout,
             )
         except PyncetteException:
             raise
         except Exception as exc:
             error = _startup_error(exc, where, mysql_user, mysql_database)
-            raise type(error)(_scrub(str(error), mysql_password)) from exc
+            raise type(error)(_scrub(str(error), mysql_password)) from None
     else:
         pool = mysql_pool
         where = "the mysql_pool's server"
@@ -139,11 +145,11 @@ async def mysql_repository(
                 if ssl_context is not None and not is_encrypted(conn):
                     raise ConfigurationError(f"mysql_ssl is set but the server at {where} does not offer TLS")
                 database = await _check_server(conn, where)
-                await ensure_schema(conn, database, mysql_table_name, create=not mysql_skip_table_create)
+                await ensure_schema(conn, database, mysql_table_name, create=not skip_create)
         except PyncetteException:
             raise
         except Exception as exc:
-            raise BackendError(_scrub(f"MySQL start-up check at {where} failed: {describe(exc)}", mysql_password)) from exc
+            raise BackendError(_scrub(f"MySQL start-up check at {where} failed: {describe(exc)}", mysql_password)) from None
         yield MySQLRepository(pool, mysql_table_name, require_tls=ssl_context is not None)
     finally:
         if mysql_pool is None:

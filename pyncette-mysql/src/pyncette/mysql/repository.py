@@ -604,18 +604,23 @@ class MySQLRepository(Repository):
     # set_paused
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         task, instance = _key(key)
         next_us = None if next_run is None else to_micros(next_run)
         sql = (
-            f"{_BEGIN}; UPDATE {self._table} SET paused = %s, next_run = COALESCE(%s, next_run) "
+            f"{_BEGIN}; UPDATE {self._table} SET paused = %s, next_run = COALESCE(%s, next_run), data = COALESCE(%s, data) "
             f"WHERE task = %s AND instance = %s; SELECT 1 FROM {self._table} WHERE task = %s AND instance = %s; COMMIT"
         )
 
         async def pause(conn: Any, attempt: _Attempt) -> bool:
             attempt.writing = True
-            results = await self._script(conn, sql, (paused, next_us, task, instance, task, instance))
+            results = await self._script(conn, sql, (paused, next_us, data, task, instance, task, instance))
             return bool(results[-2][0])
 
         return await self._run(pause, idempotent=True, what="set_paused")

@@ -114,7 +114,7 @@ async def ensure_schema(conn: Any, database: str, table: str, *, create: bool) -
                     raise ConfigurationError(
                         f"the MySQL user may not create table {table!r} (mysql_table_name) in database {database!r}: "
                         "create it once with a privileged user (see docs/backends/mysql.md) and set mysql_skip_table_create"
-                    ) from exc
+                    ) from None
                 if code != constants.ER_TABLE_EXISTS:
                     raise
             comment = await _table_comment(conn, table)

@@ -81,19 +81,22 @@ def describe(exc: BaseException, secrets: Secrets | None = None) -> str:
 
 
 async def create_pool(url: str, size: int, secrets: Secrets) -> Any:
-    """Open an asyncpg pool and its first connection, so bad settings fail at start-up."""
+    """Open an asyncpg pool and its first connection, so bad settings fail at start-up.
+
+    Errors carry the driver's message with secrets masked, but not the driver's exception: a
+    start-up failure is reported as one line, not as a chain of driver frames.
+    """
     where = f"PostgreSQL at {secrets.safe_url} (option postgres_url)"
     try:
         return await _open_pool(url, size)
     except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError) as exc:
-        raise _config_error(f"cannot log in to {where}: {describe(exc, secrets)}", exc, secrets) from None
+        raise ConfigurationError(f"cannot log in to {where}: {describe(exc, secrets)}") from None
     except asyncpg.InvalidCatalogNameError as exc:
-        raise _config_error(f"the database of {where} does not exist: {describe(exc, secrets)}", exc, secrets) from None
+        raise ConfigurationError(f"the database of {where} does not exist: {describe(exc, secrets)}") from None
     except (asyncpg.ClientConfigurationError, ValueError, TypeError) as exc:
-        raise _config_error(f"invalid option postgres_url ({secrets.safe_url}): {describe(exc, secrets)}", exc, secrets) from None
+        raise ConfigurationError(f"invalid option postgres_url ({secrets.safe_url}): {describe(exc, secrets)}") from None
     except DRIVER_ERRORS as exc:
-        error = BackendError(f"cannot connect to {where}: {describe(exc, secrets)}")
-        raise error from (None if secrets.leaks(str(exc)) else exc)
+        raise BackendError(f"cannot connect to {where}: {describe(exc, secrets)}") from None
 
 
 async def _open_pool(url: str, size: int) -> Any:
@@ -113,14 +116,6 @@ async def _open_pool(url: str, size: int) -> Any:
         pool.terminate()
         raise
     return pool
-
-
-def _config_error(message: str, cause: BaseException, secrets: Secrets) -> ConfigurationError:
-    error = ConfigurationError(message)
-    # Keep the driver's exception for debugging unless its text would reveal a secret.
-    if not secrets.leaks(str(cause)):
-        error.__cause__ = cause
-    return error
 
 
 class Failure(enum.Enum):

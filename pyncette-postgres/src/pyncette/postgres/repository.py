@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator, Sequence, TypeVar
 import anyio
 import asyncpg
 
+from pyncette import options
 from pyncette.errors import ConfigurationError
 from pyncette.model import (
     ClaimedTask,
@@ -67,7 +68,7 @@ class Statements:
         # $1 task, $2 now, $3 limit, $4 owner, $5 locked_until, $6 now in microseconds[, $7 instance]
         claim = f"""
             WITH due AS (
-                SELECT task, instance FROM {t}
+                SELECT instance FROM {t}
                 WHERE task = $1 AND next_run <= $2 AND NOT paused
                   AND (locked_until IS NULL OR locked_until <= $2)
                   {{instance}}
@@ -77,8 +78,9 @@ class Statements:
             ), claimed AS (
                 UPDATE {t} AS t
                 SET locked_by = $4, locked_until = $5, fencing_token = GREATEST(t.fencing_token + 1, $6::bigint)
-                FROM due
-                WHERE t.task = due.task AND t.instance = due.instance
+                -- Not a join with due: its generic plan (estimating LIMIT $3 at a tenth of the scope)
+                -- hash-joins a scan of the whole table. A key lookup stays one whatever the estimates.
+                WHERE t.task = $1 AND t.instance = ANY (ARRAY(SELECT instance FROM due))
                 RETURNING t.*
             ), upcoming AS (
                 SELECT LEAST(
@@ -171,15 +173,15 @@ class Statements:
         self.list_first = f"SELECT {COLUMNS} FROM {t} WHERE task = $1 ORDER BY instance LIMIT $2"
         self.list_after = f"SELECT {COLUMNS} FROM {t} WHERE task = $1 AND instance > $3 ORDER BY instance LIMIT $2"
         self.unregister = f"DELETE FROM {t} WHERE task = $1 AND instance = $2 RETURNING true"
-        # $1 task, $2 instance, $3 paused, $4 next_run or NULL; $5 channel
+        # $1 task, $2 instance, $3 paused, $4 next_run or NULL, $5 data or NULL; $6 channel
         self.set_paused = f"""
             WITH p AS (
-                UPDATE {t} SET paused = $3, next_run = COALESCE($4::timestamptz, next_run)
+                UPDATE {t} SET paused = $3, next_run = COALESCE($4::timestamptz, next_run), data = COALESCE($5::text, data)
                 WHERE task = $1 AND instance = $2
                 RETURNING task, next_run, paused
             )
             SELECT true FROM p
-            {notifying("p", "NULL::boolean", "$5")}
+            {notifying("p", "NULL::boolean", "$6")}
         """
 
 
@@ -378,10 +380,16 @@ class PostgresRepository(Repository):
         return Page(states=states, continuation=states[-1].key.instance if len(rows) > limit else None)
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         rows = await self._run(
-            "set_paused", lambda conn: conn.fetch(self._sql.set_paused, key.task, key.instance, paused, next_run, *self._channel)
+            "set_paused",
+            lambda conn: conn.fetch(self._sql.set_paused, key.task, key.instance, paused, next_run, data, *self._channel),
         )
         return any(row[0] for row in rows)
 
@@ -492,9 +500,7 @@ def _pool_size(value: object, concurrency_limit: object) -> int:
     if value is None:
         limit = concurrency_limit if isinstance(concurrency_limit, int) and not isinstance(concurrency_limit, bool) else 1
         return max(2, min(limit, constants.MAX_DEFAULT_POOL_SIZE))
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"option postgres_pool_size must be a positive integer, not {value!r}")
-    return value
+    return options.integer("postgres_pool_size", value, minimum=1)
 
 
 @contextlib.asynccontextmanager
@@ -521,6 +527,8 @@ async def postgres_repository(
     del batch_size
     table = TableName.parse(postgres_table_name)
     size = _pool_size(postgres_pool_size, concurrency_limit)
+    skip_create = options.flag("postgres_skip_table_create", postgres_skip_table_create)
+    notify = options.flag("postgres_notify", postgres_notify)
     if postgres_pool is None:
         if not isinstance(postgres_url, str):
             raise ConfigurationError(f"option postgres_url must be a string, not {type(postgres_url).__name__}")
@@ -532,8 +540,8 @@ async def postgres_repository(
     else:
         raise ConfigurationError(f"option postgres_pool must be an asyncpg pool, not {type(postgres_pool).__name__}")
     try:
-        await ensure_schema(pool, table, skip_create=bool(postgres_skip_table_create))
-        repository = PostgresRepository(pool, table, notify=bool(postgres_notify))
+        await ensure_schema(pool, table, skip_create=skip_create)
+        repository = PostgresRepository(pool, table, notify=notify)
         try:
             yield repository
         finally:

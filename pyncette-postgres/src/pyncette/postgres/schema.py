@@ -141,13 +141,13 @@ async def ensure_schema(pool: Any, table: TableName, *, skip_create: bool) -> No
         raise ConfigurationError(
             f"not allowed to create or upgrade table {table.qualified!r} (option postgres_table_name): {describe(exc)}; "
             "create it as described in the pyncette-postgres documentation and set postgres_skip_table_create=True"
-        ) from exc
+        ) from None
     except asyncpg.InvalidSchemaNameError as exc:
         raise ConfigurationError(
             f"the schema of option postgres_table_name={table.qualified!r} does not exist: {describe(exc)}"
-        ) from exc
+        ) from None
     except DRIVER_ERRORS as exc:
-        raise BackendError(f"PostgreSQL schema check of table {table.qualified!r} failed: {describe(exc)}") from exc
+        raise BackendError(f"PostgreSQL schema check of table {table.qualified!r} failed: {describe(exc)}") from None
 
 
 async def _create_or_upgrade(connection: Any, table: TableName, skip_create: bool) -> None:

@@ -11,7 +11,8 @@ OPTIONS = {
     "redis_namespace": f"prefix of every key, to share one server between apps (default {constants.DEFAULT_NAMESPACE!r})",
     "redis_timeout": f"seconds for connecting and for each reply (default {constants.DEFAULT_TIMEOUT})",
     "redis_pool_size": "maximum connections of the pool (default concurrency_limit + 2, at most 64)",
-    "redis_client": "an existing redis.asyncio.Redis client to use instead of redis_url; it is not closed",
+    "redis_client": "an existing redis.asyncio.Redis or RedisCluster client to use instead of redis_url; it is not closed",
+    "redis_cluster": "connect to a Redis Cluster through the node in redis_url (default False)",
     "concurrency_limit": "common option: sizes the default connection pool",
     "batch_size": "common option: accepted, claims are sized by the scheduler",
 }

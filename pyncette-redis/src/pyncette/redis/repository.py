@@ -19,6 +19,7 @@ from collections import defaultdict
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aioredis_cluster
 import redis.commands.core as redis_commands
 import redis.exceptions as redis_errors
 from pyncette.errors import BackendError, ConfigurationError, SchemaVersionError
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+Client = aioredis.Redis | aioredis_cluster.RedisCluster
+"""A standalone client or a Redis Cluster client: the repository works with both."""
+
 _OUTCOMES = (RegisterOutcome.CREATED, RegisterOutcome.UPDATED, RegisterOutcome.LOCKED)
 
 _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -51,6 +55,8 @@ _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.TryAgainError,
     redis_errors.ReadOnlyError,
     redis_errors.NoScriptError,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN (parsed without their code), redirections exhausted
     OSError,
     asyncio.TimeoutError,
 )
@@ -91,7 +97,7 @@ def redact_url(url: str) -> str:
         # A lone userinfo may be a token: only a username followed by a password keeps its username.
         netloc = f"{user}:***@{host}" if colon and user else f"***@{host}"
     fields = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    query = urllib.parse.urlencode([(k, "***" if k.lower() == "password" else v) for k, v in fields], safe="*")
+    query = urllib.parse.urlencode([(k, "***" if k.lower() == "password" else v) for k, v in fields], safe="*/")
     return (
         f"{parts.scheme}://{netloc}{parts.path}"
         + (f"?{query}" if query else "")
@@ -122,10 +128,12 @@ class RedisRepository(Repository):
     """A :class:`~pyncette.repository.Repository` stored in Redis under one namespace.
 
     ``client`` is used as given (its pool, timeouts and retry policy); this class never closes it.
+    It may be a :class:`redis.asyncio.cluster.RedisCluster` (redis-py 8.0+, which has cluster
+    pub/sub): every script touches keys of one hash tag, and pipelines are split per node by redis-py.
     Prefer :func:`~pyncette.redis.redis_repository`, which validates options and manages the client.
     """
 
-    def __init__(self, client: aioredis.Redis, namespace: str, *, secrets: Sequence[str] = ()) -> None:
+    def __init__(self, client: Client, namespace: str, *, secrets: Sequence[str] = ()) -> None:
         if not isinstance(namespace, str) or not constants.NAMESPACE_PATTERN.fullmatch(namespace):
             raise ConfigurationError(
                 f"redis_namespace {namespace!r} is invalid: use 1-64 characters among letters, digits, '_', '.' and '-'"
@@ -178,7 +186,9 @@ class RedisRepository(Repository):
             try:
                 return await attempt(number > 0)
             except Exception as exc:
-                if not isinstance(exc, redis_errors.RedisError | OSError | asyncio.TimeoutError):
+                if not isinstance(
+                    exc, redis_errors.RedisError | redis_errors.RedisClusterException | OSError | asyncio.TimeoutError
+                ):
                     raise
                 if not _is_transient(exc) or number + 1 == constants.RETRY_ATTEMPTS:
                     raise self._error(operation, exc) from exc
@@ -192,7 +202,10 @@ class RedisRepository(Repository):
 
         The pipeline calls EVALSHA itself rather than through redis-py's script registry, which
         would add a SCRIPT EXISTS round trip to every pipeline. Calls refused with NOSCRIPT were
-        not executed: they are run again after loading their scripts.
+        not executed: they are run again after loading their scripts. On a Cluster redis-py sends
+        the calls of each node as one pipeline to that node, all nodes in parallel; it routes
+        EVALSHA by its keys, which share one slot per call. (Its cluster pipeline refuses the
+        ``evalsha`` method, hence the raw command.)
         """
         if len(calls) == 1:
             name, keys, args = calls[0]
@@ -203,7 +216,7 @@ class RedisRepository(Repository):
             async with self._client.pipeline(transaction=False) as pipe:
                 for index in pending:
                     name, keys, args = calls[index]
-                    pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+                    pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
                 results = await pipe.execute(raise_on_error=False)
             missing = []
             for index, result in zip(pending, results, strict=True):
@@ -220,7 +233,11 @@ class RedisRepository(Repository):
         raise redis_errors.NoScriptError("scripts vanished again right after loading them")
 
     async def start(self) -> None:
-        """Check the server and the namespace's layout version, then load every script once."""
+        """Check the server and the namespace's layout version, then load every script once.
+
+        On a Cluster each SCRIPT LOAD is sent to every primary; a node that joins later loads
+        the scripts on its first NOSCRIPT reply.
+        """
         stored = await self._client.get(self.layout_key)
         if stored is None:
             await self._client.set(self.layout_key, constants.LAYOUT_VERSION, nx=True)
@@ -230,6 +247,10 @@ class RedisRepository(Repository):
                 f"redis_namespace {self.namespace!r} holds key layout version {_text(stored)!r}; this version of "
                 f"pyncette-redis uses layout {constants.LAYOUT_VERSION!r}. Use another redis_namespace or migrate the keys."
             )
+        if isinstance(self._client, aioredis_cluster.RedisCluster):
+            for script in self._scripts.values():
+                await self._client.script_load(script.script)
+            return
         async with self._client.pipeline(transaction=False) as pipe:
             for script in self._scripts.values():
                 pipe.script_load(script.script)
@@ -285,6 +306,7 @@ class RedisRepository(Repository):
     async def _subscribe(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            # On a Cluster PUBLISH is broadcast to every node, so one subscription on any node hears all.
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
@@ -483,9 +505,24 @@ class RedisRepository(Repository):
         return Page(states=states, continuation=last if int(more) else None)
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
         keys = self.scope_keys(key.task)
-        args = [key.instance, "1" if paused else "0", "" if next_run is None else to_micros(next_run), self.channel, key.task]
-        found = await self._run("set_paused", lambda _retry: self._scripts["set_paused"](keys=[keys[0], keys[3]], args=args))
+        args = [
+            key.instance,
+            "1" if paused else "0",
+            "" if next_run is None else to_micros(next_run),
+            self.channel,
+            key.task,
+            "" if data is None else "1",
+            data or "",
+        ]
+        found = await self._run(
+            "set_paused", lambda _retry: self._scripts["set_paused"](keys=[keys[0], keys[3], keys[2]], args=args)
+        )
         return bool(int(found))

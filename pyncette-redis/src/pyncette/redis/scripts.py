@@ -233,13 +233,15 @@ return 1
 SET_PAUSED = (
     _COMMON
     + """
--- KEYS: state, due; ARGV: instance, paused ("1" or "0"), next_run or "", channel, scope
+-- KEYS: state, due, data
+-- ARGV: instance, paused ("1" or "0"), next_run or "", channel, scope, "1" to store data else "", data
 local s = redis.call("HGET", KEYS[1], ARGV[1])
 if not s then return 0 end
 local r = parse(s)
 r.pz = ARGV[2]
 if ARGV[3] ~= "" then r.nr = ARGV[3] end
 redis.call("HSET", KEYS[1], ARGV[1], pack(r))
+if ARGV[6] == "1" then redis.call("HSET", KEYS[3], ARGV[1], ARGV[7]) end
 if r.pz == "1" then
   redis.call("ZREM", KEYS[2], ARGV[1])
 else

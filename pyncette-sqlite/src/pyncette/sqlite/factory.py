@@ -9,7 +9,8 @@ from typing import Any, AsyncIterator
 
 import aiosqlite
 
-from pyncette.errors import ConfigurationError
+from pyncette import options
+from pyncette.errors import ConfigurationError, PyncetteException
 from pyncette.sqlite.constants import (
     DEFAULT_BUSY_RETRIES,
     DEFAULT_BUSY_TIMEOUT,
@@ -30,8 +31,6 @@ def _is_memory(database: str) -> bool:
 def _validate(
     database: str | os.PathLike[str] | None,
     connection: aiosqlite.Connection | None,
-    busy_timeout: Any,
-    busy_retries: Any,
     synchronous: Any,
 ) -> None:
     if database is not None and connection is not None:
@@ -40,10 +39,6 @@ def _validate(
         raise ConfigurationError(f"sqlite_connection must be an aiosqlite.Connection, not {type(connection).__name__}")
     if database is not None and not isinstance(database, (str, os.PathLike)):
         raise ConfigurationError(f"sqlite_database must be a path or {MEMORY_DATABASE!r}, not {type(database).__name__}")
-    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) or not busy_timeout >= 0:
-        raise ConfigurationError(f"sqlite_busy_timeout={busy_timeout!r} must be a number of seconds >= 0")
-    if isinstance(busy_retries, bool) or not isinstance(busy_retries, int) or busy_retries < 0:
-        raise ConfigurationError(f"sqlite_busy_retries={busy_retries!r} must be an integer >= 0")
     if synchronous is not None and (not isinstance(synchronous, str) or synchronous.upper() not in SYNCHRONOUS_LEVELS):
         raise ConfigurationError(f"sqlite_synchronous={synchronous!r} must be one of {', '.join(SYNCHRONOUS_LEVELS)} or None")
 
@@ -76,9 +71,13 @@ async def sqlite_repository(
     app's and other backends') are ignored. A connection passed in is left open on exit; one the
     factory opened is closed.
     """
-    _validate(sqlite_database, sqlite_connection, sqlite_busy_timeout, sqlite_busy_retries, sqlite_synchronous)
+    _validate(sqlite_database, sqlite_connection, sqlite_synchronous)
+    busy_timeout = options.seconds("sqlite_busy_timeout", sqlite_busy_timeout, allow_zero=True)
+    busy_retries = options.integer("sqlite_busy_retries", sqlite_busy_retries, minimum=0)
+    wal = options.flag("sqlite_wal", sqlite_wal)
+    skip_create = options.flag("sqlite_skip_table_create", sqlite_skip_table_create)
     table = validate_table_name(sqlite_table_name)
-    settings: dict[str, Any] = {"table_name": table, "busy_retries": sqlite_busy_retries}
+    settings: dict[str, Any] = {"table_name": table, "busy_retries": busy_retries}
 
     if sqlite_connection is not None:
         repository = SqliteRepository(sqlite_connection, description=describe(None, table), owned=False, **settings)
@@ -91,10 +90,10 @@ async def sqlite_repository(
 
         async def open_connection() -> aiosqlite.Connection:
             connection = await aiosqlite.connect(
-                database, isolation_level=None, timeout=float(sqlite_busy_timeout), uri=database.startswith("file:")
+                database, isolation_level=None, timeout=busy_timeout, uri=database.startswith("file:")
             )
             try:
-                if sqlite_wal and not memory:
+                if wal and not memory:
                     rows = list(await connection.execute_fetchall("PRAGMA journal_mode=WAL"))
                     if rows and str(rows[0][0]).lower() != "wal":
                         logger.warning("%s: the database refused the WAL journal (mode %r)", description, rows[0][0])
@@ -111,7 +110,11 @@ async def sqlite_repository(
         )
 
     try:
-        await repository.prepare(create=not sqlite_skip_table_create)
+        try:
+            await repository.prepare(create=not skip_create)
+        except PyncetteException as error:
+            # The message carries the driver's text; its frames would only lengthen a start-up report.
+            raise error from None
         yield repository
     finally:
         await repository.aclose()

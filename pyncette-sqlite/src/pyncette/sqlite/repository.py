@@ -516,9 +516,14 @@ class SqliteRepository(Repository):
         return await self._run("list_tasks", work, write=False)
 
     async def set_paused(
-        self, now: datetime.datetime, key: TaskKey, paused: bool, next_run: datetime.datetime | None = None
+        self,
+        now: datetime.datetime,
+        key: TaskKey,
+        paused: bool,
+        next_run: datetime.datetime | None = None,
+        data: str | None = None,
     ) -> bool:
-        parameters = (int(paused), _micros(next_run), key.task, key.instance)
+        parameters = (int(paused), _micros(next_run), data, key.task, key.instance)
 
         async def work(connection: aiosqlite.Connection) -> bool:
             return await self._rowcount(connection, self.statements.pause, parameters) > 0

@@ -112,7 +112,10 @@ class Statements:
             ),
             extend=f"UPDATE {t} SET locked_until = ? WHERE task = ? AND instance = ? AND locked_by = ? AND fencing_token = ?",
             delete=f"DELETE FROM {t} WHERE task = ? AND instance = ?",
-            pause=f"UPDATE {t} SET paused = ?, next_run = coalesce(?, next_run) WHERE task = ? AND instance = ?",
+            pause=(
+                f"UPDATE {t} SET paused = ?, next_run = coalesce(?, next_run), data = coalesce(?, data) "
+                "WHERE task = ? AND instance = ?"
+            ),
             get=f"SELECT {COLUMNS} FROM {t} WHERE task = ? AND instance = ?",
             list_first=f"SELECT {COLUMNS} FROM {t} WHERE task = ? ORDER BY instance LIMIT ?",
             list_after=f"SELECT {COLUMNS} FROM {t} WHERE task = ? AND instance > ? ORDER BY instance LIMIT ?",
