@@ -1,6 +1,7 @@
 """Every development task of the monorepo is a nox session; ``nox -l`` lists them.
 
-Plain ``nox`` runs the default sessions: ``tests``, ``lint``, ``typecheck``, ``wheels`` and ``docs``. The
+Plain ``nox`` runs the default sessions: ``tests``, ``tests-core``, ``lint``, ``typecheck``, ``wheels`` and
+``docs``. The
 distributions are discovered, not listed: a ``pyncette-*`` folder counts once it has a
 ``pyproject.toml``, and each backend folder gets its own ``tests-<name>`` and ``bench-<name>`` session.
 See docs/development.md.
@@ -37,7 +38,8 @@ CI = os.environ.get("CI", "").lower() == "true"
 # a few minutes), yet low enough that a hung test cannot stall the whole run.
 PYTEST_ENV = {"PYTEST_TIMEOUT": os.environ.get("PYTEST_TIMEOUT", "600")}
 
-nox.options.sessions = ["tests", "lint", "typecheck", "wheels", "docs"]
+# tests-core (about a minute) proves that the core's tests pass with no backend distribution installed.
+nox.options.sessions = ["tests", "tests-core", "lint", "typecheck", "wheels", "docs"]
 nox.options.error_on_external_run = True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 
 import pytest
 
@@ -71,15 +72,31 @@ def test_duplicate_task_names_are_rejected() -> None:
         ({"schedule": "* * * * *", "timezone": "Mars/Olympus"}, "Mars/Olympus"),
         ({}, "one of schedule, interval"),
         ({"schedule": "* * * * *", "interval": 5}, "schedule"),
-        ({"interval": 0}, "interval"),
-        ({"interval": datetime.timedelta(seconds=-1)}, "interval"),
-        ({"interval": "5s"}, "interval"),
-        ({"interval": 5, "payload": object()}, "JSON"),
-        ({"interval": 5, "execution_mode": ExecutionMode.AT_MOST_ONCE, "failure_mode": FailureMode.UNLOCK}, "failure_mode"),
-        ({"interval": 5, "execution_mode": ExecutionMode.AT_MOST_ONCE, "max_attempts": 3}, "max_attempts"),
+        ({"interval": 0}, "interval must be positive, got 0s"),
+        ({"interval": datetime.timedelta(seconds=-1)}, "interval must be positive, got -1s"),
+        ({"interval": -3}, "interval must be positive, got -3s"),
+        ({"interval": datetime.timedelta(minutes=-90)}, "interval must be positive, got -90m"),
+        ({"interval": -0.25}, "interval must be positive, got -0.25s"),
+        ({"interval": "5s"}, "interval must be a timedelta or a number of seconds, got '5s'"),
+        (
+            {"interval": 5, "payload": object()},
+            "extra arguments must be JSON-serialisable: argument 'payload' is a value of type object",
+        ),
+        (
+            {"interval": 5, "execution_mode": ExecutionMode.AT_MOST_ONCE, "failure_mode": FailureMode.UNLOCK},
+            r"failure_mode=FailureMode\.UNLOCK applies only to ExecutionMode\.AT_LEAST_ONCE, not to ExecutionMode\.AT_MOST_ONCE",
+        ),
+        (
+            {"interval": 5, "execution_mode": "at_most_once", "failure_mode": "commit"},
+            r"failure_mode=FailureMode\.COMMIT applies only",
+        ),
+        (
+            {"interval": 5, "execution_mode": ExecutionMode.AT_MOST_ONCE, "max_attempts": 3},
+            r"retries \(max_attempts=3\) apply only",
+        ),
         ({"interval": 5, "max_attempts": 0}, "max_attempts"),
         ({"interval": 5, "catch_up": "sometimes"}, "catch_up"),
-        ({"interval": 5, "lease_duration": 0}, "lease_duration"),
+        ({"interval": 5, "lease_duration": 0}, "lease_duration must be positive, got 0s"),
         ({"execute_at": datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)}, "execute_at"),
     ],
 )
@@ -143,10 +160,88 @@ def test_bad_instance_names(name: object) -> None:
         template.instantiate(name, interval=1)  # type: ignore[arg-type]
 
 
-def test_instance_arguments_must_be_json() -> None:
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"when": datetime.datetime(2030, 1, 1)}, "argument 'when' is a value of type datetime, which JSON cannot represent"),
+        ({"ok": 1, "tags": {"a", "b"}}, "argument 'tags' is a value of type set, which JSON cannot represent"),
+        (
+            {"payload": {"items": [1, 2, b"raw"]}},
+            "argument 'payload' at ['items'][2] is a value of type bytes, which JSON cannot represent",
+        ),
+        ({"ratio": math.nan}, "argument 'ratio' is nan, which JSON cannot represent"),
+        ({"limits": {"low": -math.inf}}, "argument 'limits' at ['low'] is -inf, which JSON cannot represent"),
+        ({"grid": {(1, 2): "x"}}, "argument 'grid' has a key of type tuple ((1, 2)); JSON keys are strings"),
+        ({"mixed": [{1: "a", "b": 2}]}, "argument 'mixed' at [0] mixes number and text keys, which cannot be sorted"),
+    ],
+)
+def test_non_json_instance_arguments_are_named_with_their_type(arguments: dict[str, object], message: str) -> None:
     template = make_app().dynamic_task(name="tpl")(noop)
-    with pytest.raises(TaskDefinitionError, match=r"tpl/i.*JSON"):
-        template.instantiate("i", interval=1, when=datetime.datetime.now())
+    with pytest.raises(TaskDefinitionError) as caught:
+        template.instantiate("i", interval=1, **arguments)
+    assert str(caught.value) == f"task 'tpl/i': instance arguments must be JSON-serialisable: {message}"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("execution_mode", ExecutionMode.AT_MOST_ONCE),
+        ("failure_mode", FailureMode.UNLOCK),
+        ("lease_duration", 30),
+        ("heartbeat_interval", 5),
+        ("cancel_on_lease_lost", True),
+        ("enabled", False),
+        ("partition_count", 4),
+        ("status", None),
+    ],
+)
+def test_options_of_the_whole_task_are_refused_on_an_instance(option: str, value: object) -> None:
+    """An instance cannot carry its own execution mode, lease...: they never silently become arguments."""
+    template = make_app().dynamic_task(name="tpl")(noop)
+    with pytest.raises(TaskDefinitionError) as caught:
+        template.instantiate("i", interval=1, **{option: value})
+    assert str(caught.value) == (
+        f"task 'tpl/i': {option!r} cannot be given to an instance: they are options of the whole task; "
+        "to give the task an argument of that name use extra_args={...}"
+    )
+    instance = template.instantiate("i", interval=1, extra_args={option: "an argument"})
+    assert instance.extra_args == {option: "an argument"}
+    assert instance.execution_mode is template.execution_mode and instance.lease_duration == template.lease_duration
+
+
+def test_fast_forward_on_an_instance_is_its_catch_up_policy_not_an_argument() -> None:
+    template = make_app().dynamic_task()(noop)
+    instance = template.instantiate("i", interval=1, fast_forward=True)
+    assert instance.catch_up is CatchUp.LATEST and instance.extra_args == {}
+
+
+def test_retries_of_an_instance_of_an_at_most_once_template_are_refused_with_the_value() -> None:
+    template = make_app().dynamic_task(name="tpl", execution_mode=ExecutionMode.AT_MOST_ONCE)(noop)
+    with pytest.raises(TaskDefinitionError, match=r"task 'tpl/i': retries \(max_attempts=2\) apply only"):
+        template.instantiate("i", interval=1, max_attempts=2)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        (
+            "poll_interval",
+            datetime.timedelta(seconds=-3),
+            "poll_interval must be a positive timedelta or number of seconds, got -3s",
+        ),
+        ("store_timeout", -0.5, "store_timeout must be a positive timedelta or number of seconds, got -0.5s"),
+        (
+            "shutdown_grace",
+            datetime.timedelta(minutes=-2),
+            "shutdown_grace must be a timedelta or number of seconds >= 0, got -2m",
+        ),
+        ("shutdown_grace", "x", "shutdown_grace must be a timedelta or number of seconds >= 0, got 'x'"),
+    ],
+)
+def test_bad_app_durations_are_shown_readably(option: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        make_app(**{option: value})
+    assert str(caught.value) == message
 
 
 def test_static_task_cannot_be_instantiated() -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import anyio
 import pytest
 
 from pyncette import Context, ExecutionMode, FailureMode, LeaseLostException
-from pyncette.model import TaskKey
+from pyncette.hookspecs import hookimpl
+from pyncette.model import Completion, TaskKey
+from pyncette.repository import Repository, RepositoryWrapper
 from pyncette.testing import FakeClock, run_until
 from pyncette.utils import with_heartbeat
 from tests.core.conftest import START, make_app
@@ -501,6 +503,59 @@ async def test_a_task_whose_lease_expired_before_it_started_is_not_run(clock: Fa
         clock.advance(S)
         await ctx.tick()
     assert len(runs) == 1 and runs[0] is not None and runs[0] > claimed.lease.token
+
+
+class CountingCompletions(RepositoryWrapper):
+    """Records the size of every ``complete_tasks`` call."""
+
+    calls: list[int]
+
+    def __init__(self, inner: Repository) -> None:
+        super().__init__(inner)
+        self.calls = []
+
+    async def complete_tasks(self, now: datetime.datetime, completions: Sequence[Completion]) -> list[bool]:
+        self.calls.append(len(completions))
+        return await super().complete_tasks(now, completions)
+
+
+class CountCompletions:
+    def __init__(self) -> None:
+        self.wrappers: list[CountingCompletions] = []
+
+    @hookimpl
+    def pyncette_repository_wrappers(self, app: Any) -> list[Callable[[Repository], Repository]]:
+        def wrap(repository: Repository) -> Repository:
+            self.wrappers.append(CountingCompletions(repository))
+            return self.wrappers[-1]
+
+        return [wrap]
+
+
+async def test_executions_finishing_together_are_committed_in_one_call(clock: FakeClock) -> None:
+    counter = CountCompletions()
+    app = make_app(plugins=[counter])
+    started = 0
+    gate = anyio.Event()
+
+    @app.dynamic_task(interval=60 * S)
+    async def job(context: Context) -> None:
+        nonlocal started
+        started += 1
+        await gate.wait()
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_tasks([(job, f"i{i}", {}) for i in range(25)])
+        clock.advance(60 * S)
+        async with anyio.create_task_group() as group:
+            group.start_soon(ctx.tick)
+            await anyio.wait_all_tasks_blocked()
+            assert started == 25
+            gate.set()
+        states = (await ctx.repository.list_tasks("job", limit=100)).states
+    (wrapper,) = counter.wrappers
+    assert wrapper.calls == [25], "25 executions released at once make one complete_tasks call"
+    assert len(states) == 25 and all(s.next_run == START + 120 * S and s.locked_by is None for s in states)
 
 
 class MisfireRecorder:

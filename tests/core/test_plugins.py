@@ -8,23 +8,25 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import anyio
 import pytest
 
 from pyncette import Context, Pyncette
-from pyncette.errors import ConfigurationError, UnknownBackendError, UnknownOptionError
+from pyncette.errors import ConfigurationError, LeaseLostException, UnknownBackendError, UnknownOptionError
 from pyncette.hookspecs import hookimpl
 from pyncette.lazy import import_path, lazy_exports
 from pyncette.memory import MemoryRepository
-from pyncette.model import BackendInfo
+from pyncette.model import BackendInfo, TaskKey
 from pyncette.plugins import create_plugin_manager, installed_backends
+from pyncette.repository import RepositoryWrapper
 from pyncette.testing import FakeClock, run_until
 from tests.core.conftest import START
 
 pytestmark = pytest.mark.anyio
 S = datetime.timedelta(seconds=1)
+T = TypeVar("T")
 
 
 def _installed(name: str) -> bool:
@@ -196,38 +198,114 @@ async def test_plugin_middleware_runs_outside_application_middleware(testplugin:
     assert order == ["own-in after middleware-before"]
 
 
+async def test_plugin_hears_of_a_lease_lost_to_a_take_over(testplugin: Any) -> None:
+    """A forced take-over makes the running task's heartbeat fail: the plugin's ``pyncette_on_lease_lost`` hears of it."""
+    clock = FakeClock(START)
+    app = Pyncette(backend="recording")
+    heard_when_raised: list[list[tuple[str, Any]]] = []
+
+    @app.dynamic_task(lease_duration=10 * S)
+    async def job(context: Context) -> None:
+        await context.app_context.schedule_task(job, "a", interval=60 * S, force=True)  # takes the lease over
+        with pytest.raises(LeaseLostException):
+            await context.heartbeat()
+        heard_when_raised.append([event for event in testplugin.EVENTS if event[0] == "lease-lost"])
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(job, "a", interval=60 * S)
+        await run_until(ctx, START + 60 * S)
+    assert heard_when_raised == [[("lease-lost", "a")]], "the heartbeat that found the lease lost told the plugin"
+    # The run's commit is then refused too: the same loss, heard once.
+    assert [event for event in testplugin.EVENTS if event[0] in ("lease-lost", "finished")] == [
+        ("lease-lost", "a"),
+        ("finished", "lease_lost"),
+    ]
+
+
+class FailingLeaseExtensions(RepositoryWrapper):
+    """A store on which extending a lease fails (the network, say); every other operation works."""
+
+    async def around(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        if operation == "extend_lease":
+            raise ConnectionError("store unreachable")
+        return await call()
+
+
+class BreakLeaseExtensions:
+    @hookimpl
+    def pyncette_repository_wrappers(self, app: Any) -> list[Any]:
+        return [FailingLeaseExtensions]
+
+
+async def test_plugin_hears_of_a_failed_lease_extension(testplugin: Any) -> None:
+    """An automatic heartbeat that fails with a store error calls ``pyncette_on_lease_extension_failed``; the run goes on."""
+    clock = FakeClock(START)
+    app = Pyncette(backend="recording", plugins=[BreakLeaseExtensions()])
+
+    @app.task(interval=60 * S, lease_duration=8 * S, plugin_heartbeat=True)
+    async def job(context: Context) -> None:
+        for _ in range(6):  # the first heartbeat is due after lease/4 = 2 s; the lease lasts 8 s
+            if any(event == "lease-extension-failed" for event, _ in testplugin.EVENTS):
+                return
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(S)
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + 60 * S)
+        state = await ctx.repository.get_task(TaskKey("job"))
+    assert ("lease-extension-failed", "ConnectionError") in testplugin.EVENTS
+    assert not any(event == "heartbeat" for event, _ in testplugin.EVENTS), "no extension succeeded"
+    assert ("finished", "succeeded") in testplugin.EVENTS, "a failed extension does not stop the run"
+    assert state is not None and state.next_run == START + 120 * S and state.locked_by is None, "and it was committed"
+
+
 DRIVERS = ("redis", "asyncpg", "aiomysql", "aiobotocore", "botocore", "aiosqlite")
+STAND_IN_DRIVER = "pyncette_testplugin.stand_in_driver"
+"""The test plugin's stand-in for a driver: only its ``lazy`` backend imports it (tests/plugin_dist)."""
 
 
-def test_discovering_backends_imports_no_driver() -> None:
-    """Plugin discovery lists every installed backend, yet imports a driver only for the backend in use."""
+def _run_python(program: str) -> Any:
+    """Run ``program`` in a fresh interpreter (nothing imported yet) and decode the JSON it prints."""
+    output = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True).stdout
+    return json.loads(output)
+
+
+def test_discovering_backends_imports_no_driver(testplugin: Any) -> None:
+    """Plugin discovery lists every installed backend, yet imports a driver only for the backend in use.
+
+    Every backend an entry point provides is listed (whichever backend distributions are installed),
+    and neither the stand-in driver of the test plugin's ``lazy`` backend nor a real driver is imported.
+    """
+    watched = (*DRIVERS, STAND_IN_DRIVER)
     program = (
         "import json, sys; from pyncette import Pyncette; app = Pyncette(backend='memory'); "
         "from pyncette.plugins import installed_backends; "
-        f"print(json.dumps([sorted(installed_backends(app.plugin_manager)), [m for m in {DRIVERS!r} if m in sys.modules]]))"
+        f"print(json.dumps([sorted(installed_backends(app.plugin_manager)), [m for m in {watched!r} if m in sys.modules]]))"
     )
-    output = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True).stdout
-    backends, drivers = json.loads(output)
-    assert {"dynamodb", "memory", "mysql", "postgres", "redis", "sqlite"} <= set(backends)
+    backends, drivers = _run_python(program)
+    # Backend distributions register their backend under an entry point of the same name.
+    backend_entry_points = {ep.name for ep in importlib.metadata.entry_points(group="pyncette")} - {"testplugin"}
+    assert set(backends) == backend_entry_points | {"recording", "lazy"}
     assert drivers == []
 
 
-def test_the_selected_backend_is_imported_when_the_app_is_built() -> None:
+def test_the_selected_backend_is_imported_when_the_app_is_built(testplugin: Any) -> None:
+    watched = (*DRIVERS, STAND_IN_DRIVER)
     program = (
-        "import sys; from pyncette import Pyncette; app = Pyncette(sqlite_database=':memory:'); "
-        f"print(app.backend_name, sorted(m for m in {DRIVERS!r} if m in sys.modules))"
+        "import json, sys; from pyncette import Pyncette; app = Pyncette(lazy_label='x'); "
+        f"print(json.dumps([app.backend_name, sorted(m for m in {watched!r} if m in sys.modules)]))"
     )
-    output = subprocess.run([sys.executable, "-c", program], check=True, capture_output=True, text=True).stdout
-    assert output.strip() == "sqlite ['aiosqlite']"
+    assert _run_python(program) == ["lazy", [STAND_IN_DRIVER]]
 
 
-def test_a_factory_given_by_path_is_recognised_when_passed_directly() -> None:
-    from pyncette.redis import redis_repository
+def test_a_factory_given_by_path_is_recognised_when_passed_directly(testplugin: Any) -> None:
+    """A factory the plugin names by import path is matched to its backend, whose options are then checked."""
+    from pyncette_testplugin import lazy_repository
 
-    app = Pyncette(repository_factory=redis_repository, redis_url="redis://127.0.0.1")
-    assert app.backend_name == "redis"
-    with pytest.raises(UnknownOptionError):
-        Pyncette(repository_factory=redis_repository, sqlite_database=":memory:")
+    app = Pyncette(repository_factory=lazy_repository, lazy_label="direct")
+    assert app.backend_name == "lazy"
+    with pytest.raises(UnknownOptionError, match="'recording_label' belongs to backend 'recording'"):
+        Pyncette(repository_factory=lazy_repository, recording_label="other")
 
 
 def test_a_backend_whose_factory_cannot_be_imported_fails_with_a_clear_error() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
 import pytest
 
-from pyncette import Context, TaskLockedException
+from pyncette import Context, ExecutionMode, TaskLockedException
 from pyncette.errors import TaskDefinitionError, describe_error
 from pyncette.model import TaskKey
 from pyncette.testing import FakeClock, run_until
@@ -59,6 +59,85 @@ async def test_every_ten_seconds_cron_of_the_quick_start(clock: FakeClock) -> No
     async with app.create(clock=clock) as ctx:
         await run_until(ctx, START + 60 * S)
     assert count == 6
+
+
+HOUR = datetime.timedelta(hours=1)
+
+
+@contextlib.asynccontextmanager
+async def running_loop(ctx: Any) -> AsyncIterator[Callable[[datetime.datetime], Awaitable[None]]]:
+    """Run the real poll loop (``ctx.run()``) on the FakeClock; yield ``step_to(moment)``.
+
+    ``step_to`` moves the clock forward one second at a time, letting the loop do everything it
+    wants at each second before the next: the loop sleeps on the clock, so it runs a task at the
+    second it chose to wake, and only then.
+    """
+    clock = ctx.clock
+
+    async def step_to(moment: datetime.datetime) -> None:
+        while clock.now() < moment:
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(S)
+        await anyio.wait_all_tasks_blocked()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ctx.run)
+        await anyio.wait_all_tasks_blocked()
+        yield step_to
+        ctx.shutdown()
+
+
+async def test_the_loop_wakes_at_each_slot_not_at_the_poll_interval(clock: FakeClock) -> None:
+    """Precise wake-up: with a poll interval of an hour, each task still starts exactly at its slot."""
+    app = make_app(poll_interval=HOUR)
+    started: list[tuple[str, datetime.datetime, datetime.datetime]] = []
+
+    @app.task(interval=7 * S)
+    async def every_seven(context: Context) -> None:
+        started.append(("every_seven", context.scheduled_at, clock.now()))
+
+    @app.task(schedule="* * * * * 10,45")
+    async def cron_seconds(context: Context) -> None:
+        started.append(("cron_seconds", context.scheduled_at, clock.now()))
+
+    async with app.create(clock=clock) as ctx, running_loop(ctx) as step_to:
+        await step_to(START + 50 * S)
+    assert all(scheduled == now for _, scheduled, now in started), started
+    assert sorted((name, scheduled) for name, scheduled, _ in started) == sorted(
+        [("every_seven", START + n * 7 * S) for n in range(1, 8)]
+        + [("cron_seconds", START + 10 * S), ("cron_seconds", START + 45 * S)]
+    )
+
+
+async def test_an_instance_due_sooner_wakes_the_sleeping_loop_at_its_time(clock: FakeClock) -> None:
+    """A dynamic instance scheduled while the loop sleeps towards a later slot moves the wake-up to its own time."""
+    app = make_app(poll_interval=HOUR)
+    started: list[tuple[str, datetime.datetime, datetime.datetime]] = []
+
+    @app.task(interval=30 * S)
+    async def slow(context: Context) -> None:
+        started.append(("slow", context.scheduled_at, clock.now()))
+
+    @app.dynamic_task()
+    async def reminder(context: Context) -> None:
+        started.append((context.task.name, context.scheduled_at, clock.now()))
+
+    async with app.create(clock=clock) as ctx, running_loop(ctx) as step_to:
+        await step_to(START + 5 * S)
+        assert ctx.next_wakeup() == START + 30 * S
+        await ctx.schedule_task(reminder, "soon", execute_at=START + 12 * S)
+        assert ctx.next_wakeup() == START + 12 * S
+        await step_to(START + 20 * S)
+        assert started == [("soon", START + 12 * S, START + 12 * S)]
+        await ctx.schedule_task(reminder, "every-9s", interval=9 * S)
+        assert ctx.next_wakeup() == START + 29 * S
+        await step_to(START + 40 * S)
+    assert started == [
+        ("soon", START + 12 * S, START + 12 * S),
+        ("every-9s", START + 29 * S, START + 29 * S),
+        ("slow", START + 30 * S, START + 30 * S),
+        ("every-9s", START + 38 * S, START + 38 * S),
+    ]
 
 
 async def test_disabled_task_never_runs(clock: FakeClock) -> None:
@@ -170,6 +249,54 @@ async def test_schedule_task_rejects_static_task_and_unknown_names(clock: FakeCl
             await ctx.schedule_task("nope", "x", interval=S)
         with pytest.raises(TaskDefinitionError, match=r"dynamic/x.*interval"):
             await ctx.schedule_task("dynamic", "x", interval=-1)
+
+
+@pytest.mark.parametrize("operation", ["get_task", "unschedule_task", "pause_task", "resume_task"])
+@pytest.mark.parametrize("by_name", [False, True], ids=["template", "name"])
+@pytest.mark.parametrize("instance_name", [None, ""], ids=["no-name", "empty-name"])
+async def test_a_dynamic_task_used_as_a_static_one_needs_an_instance_name(
+    clock: FakeClock, operation: str, by_name: bool, instance_name: str | None
+) -> None:
+    app = make_app()
+
+    @app.dynamic_task(interval=S)
+    async def dyn(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        await ctx.schedule_task(dyn, "i1")
+        method = getattr(ctx, operation)
+        with pytest.raises(TaskDefinitionError) as caught:
+            await method("dyn" if by_name else dyn, instance_name)
+        assert str(caught.value) == f"task 'dyn': an instance name is needed for a dynamic task (got {instance_name!r})"
+        found = await ctx.get_task(dyn, "i1")
+        assert found is not None and found.status is not None and not found.status.paused, "the instance is untouched"
+
+
+async def test_schedule_tasks_refuses_a_template_or_a_static_task_in_place_of_an_instance(clock: FakeClock) -> None:
+    app = make_app()
+
+    @app.dynamic_task(interval=S)
+    async def dyn(context: Context) -> None:
+        pass
+
+    @app.task(interval=S)
+    async def static(context: Context) -> None:
+        pass
+
+    hint = "give (template, instance_name, keywords) or template.instantiate(instance_name, ...)"
+    async with app.create(clock=clock) as ctx:
+        with pytest.raises(TaskDefinitionError) as caught:
+            await ctx.schedule_tasks([dyn])
+        assert str(caught.value) == (
+            f"task 'dyn': schedule_tasks needs instances of dynamic tasks, got a dynamic task template, not an instance; {hint}"
+        )
+        with pytest.raises(TaskDefinitionError) as caught:
+            await ctx.schedule_tasks([static])
+        assert str(caught.value) == f"task 'static': schedule_tasks needs instances of dynamic tasks, got a static task; {hint}"
+        with pytest.raises(TaskDefinitionError, match=r"task 'dyn': instance names must be 1-\d+ characters, got None"):
+            await ctx.schedule_task(dyn, None)  # type: ignore[arg-type]
+        assert (await ctx.list_tasks(dyn)).tasks == []
 
 
 async def test_unschedule_is_idempotent_and_stops_runs(clock: FakeClock) -> None:
@@ -332,14 +459,16 @@ async def test_last_tick_and_add_to_context(clock: FakeClock) -> None:
 
     @app.task(interval=S)
     async def job(context: Context) -> None:
-        seen.append(context.greeting)
+        seen.append((context.greeting, context.other))
 
     async with app.create(clock=clock, context_items={"greeting": "hi"}) as ctx:
         ctx.add_to_context("other", 1)
         assert ctx.last_tick is None
         await run_until(ctx, START + S)
         assert ctx.last_tick == START + S
-    assert seen == ["hi"]
+        ctx.add_to_context("other", 2)
+        await run_until(ctx, START + 2 * S)
+    assert seen == [("hi", 1), ("hi", 2)], "a value added to the context is what the next run sees"
 
 
 async def test_next_runs_previews_in_the_task_zone(clock: FakeClock) -> None:
@@ -485,6 +614,29 @@ async def test_instances_may_have_arguments_named_like_the_parameters_of_schedul
         await ctx.schedule_task(job, "one", interval=S, task="t", instance_name="n", name="x")
         await run_until(ctx, START + S)
     assert seen == [{"task": "t", "instance_name": "n", "name": "x"}]
+
+
+async def test_task_wide_options_given_to_schedule_task_are_refused_not_stored_as_arguments(clock: FakeClock) -> None:
+    app = make_app()
+    seen: list[dict[str, Any]] = []
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        seen.append(dict(context.args))
+
+    async with app.create(clock=clock) as ctx:
+        with pytest.raises(
+            TaskDefinitionError, match=r"task 'job/a': 'execution_mode', 'failure_mode' cannot be given to an instance"
+        ):
+            await ctx.schedule_task(job, "a", interval=S, execution_mode=ExecutionMode.AT_MOST_ONCE, failure_mode="unlock")
+        assert await ctx.get_task(job, "a") is None, "nothing is stored"
+        # extra_args carries an argument of that name; the stored instance reads back the same.
+        await ctx.schedule_task(job, "b", interval=S, extra_args={"execution_mode": "mine"}, user=1)
+        await run_until(ctx, START + S)
+        stored = await ctx.get_task(job, "b")
+    assert seen == [{"execution_mode": "mine", "user": 1}]
+    assert stored is not None and stored.extra_args == {"execution_mode": "mine", "user": 1}
+    assert stored.execution_mode is ExecutionMode.AT_LEAST_ONCE
 
 
 def _local(moments: list[datetime.datetime], zone: str) -> list[str]:

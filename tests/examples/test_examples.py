@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import importlib.util
 import os
 import signal
@@ -31,8 +32,20 @@ def load(name: str) -> ModuleType:
     return module
 
 
-async def test_in_memory_example_says_hello_every_minute(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("plugins", ["installed", "core only"])
+async def test_in_memory_example_says_hello_every_minute(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, plugins: str
+) -> None:
+    """The 1.x in-memory Quick Start, run unchanged: ``Pyncette()`` on the default backend, a task every minute.
+
+    The default is SQLite in memory when pyncette-sqlite is installed, else the memory backend; with
+    plugin autoloading off the program runs as on an install of pyncette-core alone.
+    """
+    if plugins == "core only":
+        monkeypatch.setenv("PYNCETTE_DISABLE_PLUGIN_AUTOLOAD", "1")
     example = load("in_memory")
+    installed = {ep.name for ep in importlib.metadata.entry_points(group="pyncette")}
+    assert example.app.backend_name == ("sqlite" if plugins == "installed" and "sqlite" in installed else "memory")
     clock = FakeClock(START)
     async with example.app.create(clock=clock) as context:
         await run_until(context, START + datetime.timedelta(minutes=3))

@@ -95,3 +95,71 @@ def test_uninstalling_the_backends_keeps_the_core(built_dists: Path, wheelhouse:
     result = probe(python, tmp_path, "pyncette.memory")
     assert result["entry_points"] == ["memory"]
     assert result["init_owners"] == ["pyncette-core"]
+
+
+DRIVERS = {"sqlite": "aiosqlite", "redis": "redis", "postgres": "asyncpg", "mysql": "aiomysql", "dynamodb": "aiobotocore"}
+"""The driver each backend distribution must bring with it (its wheel's dependency)."""
+SERVERLESS = {"memory", "sqlite"}
+"""Backends that can run a task without a server: the probe runs one tick on them."""
+
+# Runs inside a fresh environment holding only pyncette-core and (unless "memory") one backend.
+BACKEND_PROBE = """
+import datetime, importlib, json, sys
+import anyio
+from pyncette import Context, Pyncette
+from pyncette.plugins import installed_backends
+from pyncette.testing import FakeClock
+
+name, driver, tick = sys.argv[1], sys.argv[2], sys.argv[3] == "tick"
+app = Pyncette(backend=name)
+backends = installed_backends(app.plugin_manager)
+imported_with_app = bool(driver) and driver in sys.modules
+if driver:
+    importlib.import_module(driver)
+exported = getattr(importlib.import_module(f"pyncette.{name}"), f"{name}_repository")
+ran = []
+
+@app.task(interval=datetime.timedelta(seconds=1))
+async def job(context: Context) -> None:
+    ran.append(context.scheduled_at.isoformat())
+
+async def one_tick() -> int:
+    clock = FakeClock()
+    async with app.create(clock=clock) as ctx:
+        clock.advance(1)
+        return await ctx.tick()
+
+print(json.dumps({
+    "backend": app.backend_name,
+    "installed": sorted(backends),
+    "distribution": backends[name].distribution,
+    "factory_is_exported": app.repository_factory is exported,
+    "driver_imported_with_app": imported_with_app,
+    "executed": anyio.run(one_tick) if tick else None,
+    "ran": ran,
+}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["memory", *BACKENDS])
+def test_core_and_one_backend_alone_in_a_fresh_environment(
+    built_dists: Path, wheelhouse: Path, tmp_path: Path, backend: str
+) -> None:
+    """With only pyncette-core and this backend's wheel installed, its driver imports, its factory is
+    exported, ``Pyncette(backend=name)`` finds it by name (importing the driver then), and a backend that
+    needs no server runs a task."""
+    folders = ["pyncette-core"] if backend == "memory" else ["pyncette-core", f"pyncette-{backend}"]
+    python = create_venv(tmp_path / "venv")
+    install(python, wheelhouse, *[wheel_of(built_dists, folder) for folder in folders])
+    driver = DRIVERS.get(backend, "")
+    assert driver or backend == "memory", f"name the driver of backend {backend!r} in DRIVERS"
+    tick = "tick" if backend in SERVERLESS else "no-tick"
+    result = json.loads(run([python, "-I", "-c", BACKEND_PROBE, backend, driver, tick], cwd=tmp_path))
+    assert result["backend"] == backend
+    assert result["installed"] == sorted({"memory", backend}), "only the core and this backend are installed"
+    assert result["distribution"] == ("pyncette-core" if backend == "memory" else f"pyncette-{backend}")
+    assert result["factory_is_exported"] is True
+    assert result["driver_imported_with_app"] is bool(driver)
+    if backend in SERVERLESS:
+        assert result["executed"] == 1
+        assert result["ran"] == ["2030-01-01T00:00:01+00:00"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import Callable
 
 import anyio
 import attrs
@@ -43,7 +42,6 @@ class CompletionBatcher:
     repository: Repository
     clock: Clock
     timeout: datetime.timedelta
-    on_batch: Callable[[int], None] | None = None
     _open: _Batch | None = None
     _ready: anyio.Event = attrs.field(factory=anyio.Event)
     _closed: bool = False
@@ -98,7 +96,5 @@ class CompletionBatcher:
             batch.error = RuntimeError(f"complete_tasks returned {len(results)} results for {len(batch.completions)} completions")
             batch.done.set()
             return
-        if self.on_batch is not None:
-            self.on_batch(len(batch.completions))
         batch.results = results
         batch.done.set()

@@ -384,12 +384,17 @@ class Execution:
                 self.app_context.clock.now(), self.claimed.state.key, self._lease, template.lease_duration
             )
         if extended is None:
-            self._lost = True
-            self._hooks.pyncette_on_lease_lost(context=self._context)
+            self._lease_lost()
             raise LeaseLostException(self.task)
         self._lease = extended
         self._hooks.pyncette_on_heartbeat(context=self._context, lease=extended)
         return extended
+
+    def _lease_lost(self) -> None:
+        """Record that this execution's lease is lost; plugins hear of it once per execution."""
+        if not self._lost:
+            self._lost = True
+            self._hooks.pyncette_on_lease_lost(context=self._context)
 
     async def _heartbeat_loop(self, interval: datetime.timedelta, body: anyio.CancelScope) -> None:
         clock = self.app_context.clock
@@ -444,7 +449,7 @@ class Execution:
         if not applied:
             logger.warning("task %s: lease lost before commit", self.task.full_name, extra=self.log_fields("lease_lost"))
             if outcome is not None:
-                self._hooks.pyncette_on_lease_lost(context=self._context)
+                self._lease_lost()
                 self._report("lease_lost")
             return False
         if outcome is not None:

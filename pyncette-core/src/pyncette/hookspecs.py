@@ -97,7 +97,10 @@ def pyncette_on_lease_extension_failed(context: Any, error: BaseException) -> No
 
 @hookspec
 def pyncette_on_lease_lost(context: Any) -> None:
-    """Called when a running task's lease turned out to be lost (expired and taken, or revoked)."""
+    """Called when a running task's lease turned out to be lost (expired and taken, or revoked).
+
+    A heartbeat or the commit may find the loss; either way it is reported once per execution.
+    """
 
 
 # Lifecycle

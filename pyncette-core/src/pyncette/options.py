@@ -14,6 +14,7 @@ import datetime
 import math
 
 from pyncette.errors import ConfigurationError
+from pyncette.schedule import format_duration
 
 
 def flag(name: str, value: object) -> bool:
@@ -60,5 +61,6 @@ def duration(name: str, value: object, *, allow_zero: bool = False) -> datetime.
         delta = datetime.timedelta(seconds=value)
     if delta is None or delta < datetime.timedelta(0) or (not allow_zero and not delta):
         wanted = "a timedelta or number of seconds >= 0" if allow_zero else "a positive timedelta or number of seconds"
-        raise ConfigurationError(f"{name} must be {wanted}, got {value!r}")
+        shown = format_duration(delta) if delta is not None else repr(value)
+        raise ConfigurationError(f"{name} must be {wanted}, got {shown}")
     return delta

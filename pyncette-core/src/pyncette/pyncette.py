@@ -605,7 +605,12 @@ class PyncetteContext:
                     raise TaskDefinitionError(template.name, "schedule_task needs a dynamic task, not a static one")
                 instance = template.instantiate(name, **kwargs)
             if not instance.is_instance:
-                raise TaskDefinitionError(instance.name, "schedule_tasks needs instances of dynamic tasks")
+                what = "a dynamic task template, not an instance" if instance.dynamic else "a static task"
+                raise TaskDefinitionError(
+                    instance.name,
+                    f"schedule_tasks needs instances of dynamic tasks, got {what}; "
+                    "give (template, instance_name, keywords) or template.instantiate(instance_name, ...)",
+                )
             assert instance.compiled_schedule is not None
             try:
                 first = instance.compiled_schedule.first_run(now)
@@ -641,10 +646,7 @@ class PyncetteContext:
     def _key(self, task: Task | str, instance_name: str | None) -> TaskKey:
         if isinstance(task, Task) and task.is_instance:
             return task.key
-        template = self._resolve(task)
-        if template.dynamic and instance_name is None:
-            raise TaskDefinitionError(template.name, "an instance name is needed for a dynamic task")
-        return template.key_for(instance_name)
+        return self._resolve(task).key_for(instance_name)
 
     async def get_task(self, task: Task | str, instance_name: str | None = None) -> Task | None:
         """The static task or the dynamic instance with its stored status (``.status``), or None."""

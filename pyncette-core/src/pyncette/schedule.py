@@ -721,7 +721,7 @@ class IntervalSchedule(Schedule):
         if not isinstance(self.interval, datetime.timedelta):
             raise ScheduleError(f"interval must be a timedelta, not {self.interval!r}")
         if self.interval <= _NO_OFFSET:
-            raise ScheduleError(f"interval must be positive, got {self.interval}")
+            raise ScheduleError(f"interval must be positive, got {format_duration(self.interval)}")
         _check_jitter(self.jitter, self.interval, "the interval")
         object.__setattr__(self, "_offset", jitter_offset(self.jitter_key, self.jitter))
 
@@ -752,7 +752,7 @@ class IntervalSchedule(Schedule):
             slot += self.interval
 
     def describe(self) -> str:
-        text = f"every {_format_duration(self.interval)}"
+        text = f"every {format_duration(self.interval)}"
         if self._offset:
             text += f", jitter {self._offset} of {self.jitter}"
         return text
@@ -795,8 +795,11 @@ class OnceSchedule(Schedule):
         return f"once at {self.execute_at.isoformat()}"
 
 
-def _format_duration(duration: datetime.timedelta) -> str:
+def format_duration(duration: datetime.timedelta) -> str:
+    """``duration`` in the largest whole unit (``"90s"``, ``"5m"``, ``"-3s"``, ``"1.5s"``), as messages show it."""
     micros = duration // _ONE_MICROSECOND
+    if micros == 0:
+        return "0s"
     for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)):
         if micros % size == 0:
             return f"{micros // size}{unit}"

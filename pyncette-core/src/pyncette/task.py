@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import itertools
 import json
+import math
 import re
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
@@ -31,7 +32,7 @@ from pyncette.model import (
     to_micros,
 )
 from pyncette.repository import MAX_INSTANCE_NAME_LENGTH
-from pyncette.schedule import Schedule, build_schedule
+from pyncette.schedule import Schedule, build_schedule, format_duration
 
 TaskFunc = Callable[..., Awaitable[None]]
 PartitionSelector = Callable[[int, str], int]
@@ -62,7 +63,7 @@ def _timedelta(task: str, option: str, value: Any, *, allow_zero: bool = False) 
     if not isinstance(value, datetime.timedelta):
         raise TaskDefinitionError(task, f"{option} must be a timedelta or a number of seconds, got {value!r}")
     if value < datetime.timedelta(0) or (value == datetime.timedelta(0) and not allow_zero):
-        raise TaskDefinitionError(task, f"{option} must be positive, got {value!r}")
+        raise TaskDefinitionError(task, f"{option} must be positive, got {format_duration(value)}")
     return value
 
 
@@ -82,12 +83,62 @@ _INTERNAL_FIELDS = frozenset({"func", "dynamic", "status", "compiled_schedule", 
 """Fields of :class:`Task` that the scheduler sets itself; a decorator keyword never reaches them."""
 
 
-def canonical_json(task: str, what: str, value: JSON) -> str:
-    """``value`` as compact JSON with sorted keys; a non-JSON value is a definition error."""
+def _refuse_reserved(task: str, options: Iterable[str], reserved: Iterable[str], why: str) -> None:
+    """Raise :class:`TaskDefinitionError` if a keyword in ``options`` is ``reserved``, naming them and ``why``.
+
+    The message points to ``extra_args={...}``, which carries arguments of any name.
+    """
+    refused = sorted(set(reserved).intersection(options))
+    if refused:
+        raise TaskDefinitionError(
+            task, f"{', '.join(map(repr, refused))} {why}; to give the task an argument of that name use extra_args={{...}}"
+        )
+
+
+def canonical_json(task: str, what: str, value: JSON, *, item: str | None = None) -> str:
+    """``value`` as compact JSON with sorted keys; a non-JSON value is a definition error.
+
+    The error names where the offending value sits and its type; with ``item`` (e.g. ``"argument"``)
+    ``value`` is a mapping whose top-level keys are named as such: ``argument 'payload' is a set``.
+    """
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise TaskDefinitionError(task, f"{what} must be JSON-serialisable ({exc})") from None
+        found = _not_json(value, [])
+        if found is None:  # json refused something the search does not know; say what json said
+            raise TaskDefinitionError(task, f"{what} must be JSON-serialisable ({exc})") from None
+        path, problem = found
+        if item is not None and path:
+            where = f"{item} {path[0]!r}" + (f" at {''.join(f'[{step!r}]' for step in path[1:])}" if path[1:] else "")
+        else:
+            where = "the value" + (f" at {''.join(f'[{step!r}]' for step in path)}" if path else "")
+        raise TaskDefinitionError(task, f"{what} must be JSON-serialisable: {where} {problem}") from None
+
+
+def _not_json(value: Any, path: list[Any]) -> tuple[list[Any], str] | None:
+    """The path to the first part of ``value`` that JSON cannot hold, and what is wrong with it."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, f"is {value!r}, which JSON cannot represent")
+    if isinstance(value, (list, tuple)):
+        for index, element in enumerate(value):
+            found = _not_json(element, [*path, index])
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, dict):
+        key_kinds = {"text" if isinstance(key, str) else "null" if key is None else "number" for key in value}
+        for key, element in value.items():
+            if key is not None and not isinstance(key, (str, int, float, bool)):
+                return path, f"has a key of type {type(key).__name__} ({key!r:.40}); JSON keys are strings"
+            found = _not_json(element, [*path, key])
+            if found is not None:
+                return found
+        if len(key_kinds) > 1:
+            return path, f"mixes {' and '.join(sorted(key_kinds))} keys, which cannot be sorted"
+        return None
+    return path, f"is a value of type {type(value).__name__}, which JSON cannot represent"
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -167,20 +218,14 @@ class Task:
             raise TaskDefinitionError(str(task_name), "a task name must be 1-200 characters without ':'")
         if not callable(func):
             raise TaskDefinitionError(task_name, f"the task function must be callable, got {func!r}")
-        internal = sorted(_INTERNAL_FIELDS.intersection(options))
-        if internal:
-            raise TaskDefinitionError(
-                task_name,
-                f"{', '.join(map(repr, internal))} cannot be given to a task decorator; "
-                "to give the task an argument of that name use extra_args={...}",
-            )
+        _refuse_reserved(task_name, options, _INTERNAL_FIELDS, "cannot be given to a task decorator")
         if options.pop("fast_forward", False) and "catch_up" not in options:
             options["catch_up"] = CatchUp.LATEST
         fields = {f.name for f in attrs.fields(cls)}
         extra = {k: options.pop(k) for k in list(options) if k not in fields}
         extra.update(options.pop("extra_args", None) or {})
         task = cls(name=task_name, func=func, dynamic=dynamic, **_normalise(task_name, options), extra_args=extra)
-        canonical_json(task_name, "extra arguments", task.extra_args)
+        canonical_json(task_name, "extra arguments", task.extra_args, item="argument")
         heartbeat = getattr(func, "_pyncette_heartbeat", None)
         if heartbeat is not None and task.heartbeat_interval is None:
             ratio, cancel = heartbeat
@@ -193,9 +238,17 @@ class Task:
         template = self.template
         if template.execution_mode is ExecutionMode.AT_MOST_ONCE:
             if template.failure_mode is not FailureMode.NONE:
-                raise TaskDefinitionError(self.full_name, "failure_mode applies only to ExecutionMode.AT_LEAST_ONCE")
-            if template.max_attempts is not None:
-                raise TaskDefinitionError(self.full_name, "retries (max_attempts) apply only to ExecutionMode.AT_LEAST_ONCE")
+                raise TaskDefinitionError(
+                    self.full_name,
+                    f"failure_mode=FailureMode.{template.failure_mode.name} applies only to ExecutionMode.AT_LEAST_ONCE, "
+                    "not to ExecutionMode.AT_MOST_ONCE",
+                )
+            if self.max_attempts is not None:
+                raise TaskDefinitionError(
+                    self.full_name,
+                    f"retries (max_attempts={self.max_attempts!r}) apply only to ExecutionMode.AT_LEAST_ONCE, "
+                    "not to ExecutionMode.AT_MOST_ONCE",
+                )
         if self.max_attempts is not None and (not isinstance(self.max_attempts, int) or self.max_attempts < 1):
             raise TaskDefinitionError(self.full_name, f"max_attempts must be a positive integer, got {self.max_attempts!r}")
         if not isinstance(self.retry_backoff, (int, float)) or self.retry_backoff < 1:
@@ -287,8 +340,10 @@ class Task:
         Keywords override the template's schedule (``schedule``, ``interval`` or ``execute_at``,
         with ``timezone`` and the DST and jitter options) and policies (``catch_up``,
         ``misfire_grace``, retries); ``fast_forward=True`` means ``catch_up="latest"`` (unless
-        ``catch_up`` is given), as on the decorators. Any other keyword is an argument of the
-        instance.
+        ``catch_up`` is given), as on the decorators. Options of the whole task (``execution_mode``,
+        ``failure_mode``, ``lease_duration``, ``enabled``, ...) cannot differ per instance and are
+        refused with :class:`TaskDefinitionError`. Any other keyword is an argument of the instance;
+        ``extra_args={...}`` passes arguments of any name.
         """
         if not self.dynamic or self.is_instance:
             raise TaskDefinitionError(self.full_name, "only a dynamic task template can be instantiated")
@@ -296,6 +351,10 @@ class Task:
             raise TaskDefinitionError(
                 self.name, f"instance names must be 1-{MAX_INSTANCE_NAME_LENGTH} characters, got {name!r:.80}"
             )
+        _refuse_reserved(
+            f"{self.name}/{name}", kwargs, _TASK_WIDE_FIELDS, "cannot be given to an instance: they are options of the whole task"
+        )
+        arguments = {**(kwargs.pop("extra_args", None) or {})}
         fast_forward = kwargs.pop("fast_forward", False)
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _SCHEDULE_OPTIONS + _POLICY_OPTIONS}
         if fast_forward:
@@ -309,12 +368,12 @@ class Task:
             self,
             name=name,
             parent_task=self,
-            extra_args={**self.extra_args, **kwargs},
+            extra_args={**self.extra_args, **kwargs, **arguments},
             compiled_schedule=None,
             status=None,
             **overrides,
         )
-        canonical_json(instance.full_name, "instance arguments", instance.extra_args)
+        canonical_json(instance.full_name, "instance arguments", instance.extra_args, item="argument")
         instance._validate()
         return instance
 
@@ -348,11 +407,8 @@ class Task:
         args = spec.get("args") or {}
         if not isinstance(args, Mapping):
             raise TaskDefinitionError(f"{self.name}/{name}", f"stored arguments must be a JSON object, got {args!r:.80}")
-        options: dict[str, Any] = dict(args)
-        for option in _SCHEDULE_OPTIONS + _POLICY_OPTIONS:
-            if option in spec:
-                options[option] = _from_json(option, spec[option])
-        return self.instantiate(name, **options)
+        options = {option: _from_json(option, spec[option]) for option in _SCHEDULE_OPTIONS + _POLICY_OPTIONS if option in spec}
+        return self.instantiate(name, extra_args=dict(args), **options)
 
     # storage keys
 
@@ -370,11 +426,15 @@ class Task:
         return [f"{self.name}:{p}" for p in range(self.partition_count)]
 
     def key_for(self, instance_name: str | None) -> TaskKey:
-        """The storage key of the static task, or of the named instance of this template."""
+        """The storage key of the static task, or of the named instance of this template.
+
+        A dynamic template without an instance name (``None`` or ``""``) raises :class:`TaskDefinitionError`:
+        the template itself is never stored.
+        """
         if not self.dynamic:
             return TaskKey(self.name, "")
         if not instance_name:
-            raise TaskDefinitionError(self.name, "a dynamic task needs an instance name")
+            raise TaskDefinitionError(self.name, f"an instance name is needed for a dynamic task (got {instance_name!r})")
         if self.partition_count is None:
             return TaskKey(self.name, instance_name)
         partition = self.partition_selector(self.partition_count, instance_name)
@@ -383,6 +443,16 @@ class Task:
     @property
     def key(self) -> TaskKey:
         return self.template.key_for(self.name if self.is_instance else None)
+
+
+_TASK_WIDE_FIELDS = frozenset(field.name for field in attrs.fields(Task)) - {
+    *_SCHEDULE_OPTIONS,
+    *_POLICY_OPTIONS,
+    "name",  # instantiate's positional parameter; as a keyword, an argument
+    "extra_args",  # carries arguments of any name
+}
+"""Fields of :class:`Task` an instance cannot override: the scheduler's own (``func``, ``status``, ...)
+and options of the whole task (``execution_mode``, ``failure_mode``, ``lease_duration``, ...)."""
 
 
 def _normalise(task: str, options: dict[str, Any]) -> dict[str, Any]:

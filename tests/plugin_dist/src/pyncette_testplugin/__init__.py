@@ -1,14 +1,28 @@
-"""A third-party plugin exercising every hook family, installed from tests/plugin_dist."""
+"""A third-party plugin exercising every hook family, installed from tests/plugin_dist.
+
+Two backends: ``recording`` (its factory imported with the plugin) and ``lazy`` (its factory given
+by import path, imported, with its stand-in driver, only when an app selects it, as the real
+backends do).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 from pyncette.hookspecs import hookimpl
+from pyncette.lazy import lazy_exports
 from pyncette.memory import MemoryRepository
 from pyncette.model import BackendInfo, Lease
+
+if TYPE_CHECKING:
+    from pyncette_testplugin.lazy_backend import lazy_repository
+
+__all__ = ["EVENTS", "RecordingRepository", "lazy_repository", "recording_repository"]
+
+# Like a real backend package: the factory (and its driver) is imported on first access of the name.
+__getattr__ = lazy_exports(__name__, {"lazy_repository": "pyncette_testplugin.lazy_backend"})
 
 EVENTS: list[tuple[str, Any]] = []
 """Everything the hooks saw, in order; tests clear it."""
@@ -42,7 +56,14 @@ def pyncette_backends() -> list[BackendInfo]:
             options={"recording_label": "a label recorded when the store opens"},
             description="memory store that records what happens",
             distribution="pyncette-testplugin",
-        )
+        ),
+        BackendInfo(
+            name="lazy",
+            factory="pyncette_testplugin.lazy_backend:lazy_repository",
+            options={"lazy_label": "a label given to the stand-in driver"},
+            description="memory store behind a stand-in driver imported only when used",
+            distribution="pyncette-testplugin",
+        ),
     ]
 
 
@@ -72,6 +93,11 @@ def pyncette_on_heartbeat(context: Any, lease: Lease) -> None:
 @hookimpl
 def pyncette_on_lease_lost(context: Any) -> None:
     EVENTS.append(("lease-lost", context.task.name if context else None))
+
+
+@hookimpl
+def pyncette_on_lease_extension_failed(context: Any, error: BaseException) -> None:
+    EVENTS.append(("lease-extension-failed", type(error).__name__))
 
 
 @hookimpl
