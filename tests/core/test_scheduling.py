@@ -273,6 +273,22 @@ async def test_a_dynamic_task_used_as_a_static_one_needs_an_instance_name(
         assert found is not None and found.status is not None and not found.status.paused, "the instance is untouched"
 
 
+@pytest.mark.parametrize("operation", ["get_task", "unschedule_task", "pause_task", "resume_task"])
+async def test_a_static_task_given_an_instance_name_is_refused(clock: FakeClock, operation: str) -> None:
+    app = make_app()
+
+    @app.task(interval=S)
+    async def static(context: Context) -> None:
+        pass
+
+    async with app.create(clock=clock) as ctx:
+        with pytest.raises(TaskDefinitionError) as caught:
+            await getattr(ctx, operation)(static, "x")
+        assert str(caught.value) == "task 'static': a static task has no instances (got instance name 'x')"
+        found = await ctx.get_task(static)
+        assert found is not None and found.status is not None and not found.status.paused, "the task is untouched"
+
+
 async def test_schedule_tasks_refuses_a_template_or_a_static_task_in_place_of_an_instance(clock: FakeClock) -> None:
     app = make_app()
 

@@ -429,9 +429,12 @@ class Task:
         """The storage key of the static task, or of the named instance of this template.
 
         A dynamic template without an instance name (``None`` or ``""``) raises :class:`TaskDefinitionError`:
-        the template itself is never stored.
+        the template itself is never stored; so does a static task given an instance name, since it
+        has no instances.
         """
         if not self.dynamic:
+            if instance_name:
+                raise TaskDefinitionError(self.name, f"a static task has no instances (got instance name {instance_name!r})")
             return TaskKey(self.name, "")
         if not instance_name:
             raise TaskDefinitionError(self.name, f"an instance name is needed for a dynamic task (got {instance_name!r})")
