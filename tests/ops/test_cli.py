@@ -188,7 +188,8 @@ def test_check_fails_clearly_when_the_store_is_unreachable(tmp_path: Path) -> No
     missing = tmp_path / "no" / "such" / "dir" / "store.db"
     result = invoke("check", APP, env={"PYNCETTE_BACKEND": "sqlite", "PYNCETTE_SQLITE_DATABASE": str(missing)})
     assert result.exit_code == 1
-    assert "Error: store not reachable: backend sqlite" in result.output
+    assert f"Error: store not reachable: backend sqlite: ConfigurationError: sqlite_database='{missing}'" in result.output
+    assert "ExceptionGroup" not in result.output
 
 
 def test_check_fails_on_an_unreachable_redis() -> None:

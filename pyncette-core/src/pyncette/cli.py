@@ -361,7 +361,8 @@ def check(app_reference: str, backend: str | None, options: tuple[str, ...], app
     except TimeoutError:
         raise click.ClickException(f"store not reachable: backend {app.backend_name} did not answer within {timeout}s") from None
     except Exception as exc:
-        raise click.ClickException(f"store not reachable: backend {app.backend_name}: {type(exc).__name__}: {exc}") from None
+        error: BaseException = pyncette_error_in(exc) or exc
+        raise click.ClickException(f"store not reachable: backend {app.backend_name}: {type(error).__name__}: {error}") from None
     click.echo(f"store reachable: backend {app.backend_name}")
 
 
