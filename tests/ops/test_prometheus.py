@@ -180,3 +180,26 @@ async def test_measured_repository_passes_the_store_clock_through() -> None:
         assert ctx.clock.now() == START + MINUTE
     labels = {"operation": "server_time"}
     assert registry.get_sample_value("pyncette_repository_operation_duration_seconds_count", labels) == 3
+
+
+async def test_failed_lease_extensions_are_counted() -> None:
+    from tests.core.test_plugins import BreakLeaseExtensions
+
+    registry = CollectorRegistry()
+    clock = FakeClock(START)
+    app = Pyncette(backend="memory", autoload_plugins=False, plugins=[BreakLeaseExtensions()])
+    metrics = use_prometheus(app, registry=registry).metrics
+    second = datetime.timedelta(seconds=1)
+
+    @app.task(interval=MINUTE, lease_duration=8 * second, heartbeat_interval=2 * second)
+    async def beating(context: Context) -> None:
+        for _ in range(6):  # the first automatic heartbeat is due after 2 s; the lease lasts 8 s
+            if metrics.extension_failures.labels("beating")._value.get():
+                return
+            await anyio.wait_all_tasks_blocked()
+            clock.advance(second)
+
+    async with app.create(clock=clock) as ctx:
+        await run_until(ctx, START + MINUTE)
+    assert registry.get_sample_value("pyncette_lease_extension_failures_total", {"task": "beating"}) == 1
+    assert registry.get_sample_value("pyncette_executions_total", {"task": "beating", "outcome": "succeeded"}) == 1
