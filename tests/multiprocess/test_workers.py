@@ -26,11 +26,13 @@ def pool(store: Store, tmp_path: Path, **kwargs: object) -> WorkerPool:
 def test_three_workers_execute_each_due_instance_exactly_once(store: Store, tmp_path: Path, mode: str) -> None:
     # "With no failures" includes no lease expiring under a loaded 2-core machine and a
     # single-threaded moto: leases outlast the whole drain, so any duplicate is a real one.
-    with pool(store, tmp_path, mode=mode, lease=600) as workers:
+    # Paced (10 executions of 10 ms at a time per worker), one worker alone would need 2 s for the
+    # lot, ten of its 0.2 s polls: the others always find work left, so all three compete.
+    with pool(store, tmp_path, mode=mode, lease=600, concurrency_limit=10) as workers:
         workers.start(WORKERS)
         # Seed once every worker is up, so that all of them compete for the same due instances.
         wait_for(lambda: len(list(workers.ledger.glob("*.log"))) == WORKERS, timeout=60, what="workers to start")
-        names = workers.seed(INSTANCES)
+        names = workers.seed(INSTANCES, sleep=0.01)
         wait_for(lambda: len(workers.finished()) >= INSTANCES, timeout=300, what=f"{INSTANCES} executions")
         wait_for(lambda: not workers.remaining(), timeout=60, what="every instance committed")
         logs = workers.stop()
