@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from pyncette import Context, Pyncette
-from pyncette.model import PlannedRun
+from pyncette.model import DstGap, PlannedRun
+from pyncette.schedule import CronSchedule
 from pyncette.task import Task
 from pyncette.testing import FakeClock, run_until
 from tests.core.conftest import START, make_app
@@ -179,18 +180,36 @@ async def test_a_jittered_instance_previews_its_runs(clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize(
-    ("expression", "start", "expected"),
+    ("expression", "options", "start", "expected"),
     [
-        # spring forward: 02:30 does not exist and runs shifted by the gap
+        # spring forward: 02:30 does not exist and runs when the gap ends (the default, as in Vixie cron)
         pytest.param(
             "30 2 * * *",
+            {},
+            datetime.datetime(2030, 3, 9, 12, tzinfo=UTC),
+            ["2030-03-10T03:00:00-04:00", "2030-03-11T02:30:00-04:00"],
+            id="spring-forward",
+        ),
+        # the same, stored explicitly as "transition"
+        pytest.param(
+            "30 2 * * *",
+            {"dst_gap": "transition"},
+            datetime.datetime(2030, 3, 9, 12, tzinfo=UTC),
+            ["2030-03-10T03:00:00-04:00", "2030-03-11T02:30:00-04:00"],
+            id="spring-forward-transition",
+        ),
+        # shifted by the length of the gap when asked for
+        pytest.param(
+            "30 2 * * *",
+            {"dst_gap": "shift"},
             datetime.datetime(2030, 3, 9, 12, tzinfo=UTC),
             ["2030-03-10T03:30:00-04:00", "2030-03-11T02:30:00-04:00"],
-            id="spring-forward",
+            id="spring-forward-shift",
         ),
         # fall back: 01:30 occurs twice and runs once, on its first occurrence
         pytest.param(
             "30 1 * * *",
+            {},
             datetime.datetime(2030, 11, 2, 12, tzinfo=UTC),
             ["2030-11-03T01:30:00-04:00", "2030-11-04T01:30:00-05:00"],
             id="fall-back-fixed",
@@ -198,6 +217,7 @@ async def test_a_jittered_instance_previews_its_runs(clock: FakeClock) -> None:
         # fall back: a wildcard hour runs at both occurrences
         pytest.param(
             "30 * * * *",
+            {},
             datetime.datetime(2030, 11, 3, 4, tzinfo=UTC),
             ["2030-11-03T00:30:00-04:00", "2030-11-03T01:30:00-04:00", "2030-11-03T01:30:00-05:00"],
             id="fall-back-wildcard",
@@ -205,14 +225,40 @@ async def test_a_jittered_instance_previews_its_runs(clock: FakeClock) -> None:
     ],
 )
 async def test_a_cron_instance_previews_its_runs_across_new_york_dst_changes(
-    expression: str, start: datetime.datetime, expected: list[str]
+    expression: str, options: dict[str, Any], start: datetime.datetime, expected: list[str]
 ) -> None:
     app, job, runs, _ = _recording_app(app={"poll_interval": datetime.timedelta(hours=1)})
     clock = FakeClock(start)
     async with app.create(clock=clock) as ctx:
-        await ctx.schedule_task(job, "ny", schedule=expression, timezone="America/New_York")
+        await ctx.schedule_task(job, "ny", schedule=expression, timezone="America/New_York", **options)
         planned = await _preview(ctx, job, "ny", len(expected))
         assert [r.at.isoformat() for r in planned] == expected
         assert all(r.at == r.scheduled_at for r in planned)
         await run_until(ctx, planned[-1].at.astimezone(UTC))
     assert runs == _utc(planned)
+
+
+@pytest.mark.parametrize(
+    ("stored", "policy"),
+    [
+        pytest.param({}, DstGap.TRANSITION, id="absent-means-the-default"),
+        pytest.param({"dst_gap": "transition"}, DstGap.TRANSITION, id="transition"),
+        pytest.param({"dst_gap": "shift"}, DstGap.SHIFT, id="shift"),
+        pytest.param({"dst_gap": "skip"}, DstGap.SKIP, id="skip"),
+    ],
+)
+def test_the_dst_gap_of_a_stored_instance_round_trips(stored: dict[str, Any], policy: DstGap) -> None:
+    """``dst_gap`` is stored as its string value; a document without it (written before the policy
+    existed, or with the default) gets the default of its expression when it is read back."""
+    app = make_app()
+
+    @app.dynamic_task()
+    async def job(context: Context) -> None:
+        pass
+
+    spec = {"args": {}, "schedule": "30 2 * * *", "timezone": "America/New_York", **stored}
+    instance = job.from_spec("ny", spec)
+    assert instance.instance_spec() == spec
+    assert instance.dst_gap == (DstGap(stored["dst_gap"]) if stored else None)
+    schedule = instance.compiled_schedule
+    assert isinstance(schedule, CronSchedule) and schedule.gap_policy is policy

@@ -258,7 +258,7 @@ def test_schedules_are_hashable_values() -> None:
 def test_describe() -> None:
     assert build_schedule(schedule="*/5 * * * *").describe() == "cron '*/5 * * * *' in UTC"
     text = build_schedule(schedule="0 2 * * *", timezone="America/New_York", jitter=60, jitter_key="x").describe()
-    assert text.startswith("cron '0 2 * * *' in America/New_York, dst gap shift, fold first, jitter ")
+    assert text.startswith("cron '0 2 * * *' in America/New_York, dst gap transition, fold first, jitter ")
 
 
 def test_next_runs_from_a_stored_slot() -> None:

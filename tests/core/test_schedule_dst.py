@@ -44,12 +44,12 @@ def local_runs(schedule: CronSchedule, start: dt.datetime, n: int) -> list[str]:
 @pytest.mark.parametrize(
     ("expression", "gap", "fold"),
     [
-        ("30 2 * * *", DstGap.SHIFT, DstFold.FIRST),
-        ("0 0 1 * *", DstGap.SHIFT, DstFold.FIRST),
-        ("0 1,13 * * *", DstGap.SHIFT, DstFold.FIRST),
-        ("0 0-23 * * *", DstGap.SHIFT, DstFold.FIRST),  # a list, not a wildcard
-        ("*/15 2 * * *", DstGap.SHIFT, DstFold.FIRST),  # only the hour field counts
-        ("@daily", DstGap.SHIFT, DstFold.FIRST),
+        ("30 2 * * *", DstGap.TRANSITION, DstFold.FIRST),
+        ("0 0 1 * *", DstGap.TRANSITION, DstFold.FIRST),
+        ("0 1,13 * * *", DstGap.TRANSITION, DstFold.FIRST),
+        ("0 0-23 * * *", DstGap.TRANSITION, DstFold.FIRST),  # a list, not a wildcard
+        ("*/15 2 * * *", DstGap.TRANSITION, DstFold.FIRST),  # only the hour field counts
+        ("@daily", DstGap.TRANSITION, DstFold.FIRST),
         ("*/15 * * * *", DstGap.SKIP, DstFold.BOTH),
         ("0 * * * *", DstGap.SKIP, DstFold.BOTH),
         ("0 */2 * * *", DstGap.SKIP, DstFold.BOTH),
@@ -76,15 +76,44 @@ NY_FALL = utc(2026, 10, 31)
 @pytest.mark.parametrize(
     ("expression", "kwargs", "start", "expected"),
     [
-        ("30 2 * * *", {}, NY_SPRING, ["03-07 02:30-0500", "03-08 03:30-0400", "03-09 02:30-0400"]),
+        # the default runs the missing 02:30 when the gap ends, as Vixie cron does
+        ("30 2 * * *", {}, NY_SPRING, ["03-07 02:30-0500", "03-08 03:00-0400", "03-09 02:30-0400"]),
+        ("30 2 * * *", {"dst_gap": DstGap.SHIFT}, NY_SPRING, ["03-07 02:30-0500", "03-08 03:30-0400", "03-09 02:30-0400"]),
         ("30 2 * * *", {"dst_gap": DstGap.SKIP}, NY_SPRING, ["03-07 02:30-0500", "03-09 02:30-0400"]),
         ("0 2 * * *", {}, NY_SPRING, ["03-07 02:00-0500", "03-08 03:00-0400", "03-09 02:00-0400"]),
-        # the shifted 02:30 lands on the job's own 03:30: one run, not two
+        # both matches of the gap run once, at its end
+        (
+            "0,30 2 * * *",
+            {},
+            NY_SPRING,
+            ["03-07 02:00-0500", "03-07 02:30-0500", "03-08 03:00-0400", "03-09 02:00-0400"],
+        ),
+        # the missing 02:00 lands on the job's own 03:00: one run, not two
+        (
+            "0 2,3 * * *",
+            {},
+            NY_SPRING,
+            ["03-07 02:00-0500", "03-07 03:00-0500", "03-08 03:00-0400", "03-09 02:00-0400"],
+        ),
+        # the missing 02:30 runs at 03:00, before the job's own 03:30
         (
             "30 2,3 * * *",
             {},
             NY_SPRING,
+            ["03-07 02:30-0500", "03-07 03:30-0500", "03-08 03:00-0400", "03-08 03:30-0400", "03-09 02:30-0400"],
+        ),
+        # the shifted 02:30 lands on the job's own 03:30: one run, not two
+        (
+            "30 2,3 * * *",
+            {"dst_gap": DstGap.SHIFT},
+            NY_SPRING,
             ["03-07 02:30-0500", "03-07 03:30-0500", "03-08 03:30-0400", "03-09 02:30-0400"],
+        ),
+        (
+            "0,30 2 * * *",
+            {"dst_gap": DstGap.SHIFT},
+            NY_SPRING,
+            ["03-07 02:00-0500", "03-07 02:30-0500", "03-08 03:00-0400", "03-08 03:30-0400", "03-09 02:00-0400"],
         ),
         ("0 */2 * * *", {}, utc(2026, 3, 8, 4, 59), ["03-08 00:00-0500", "03-08 04:00-0400"]),
         (
@@ -189,7 +218,13 @@ def test_seconds_field_through_fold_does_not_step_every_second() -> None:
 @pytest.mark.parametrize(
     ("expression", "kwargs", "start", "expected"),
     [
-        ("30 1 * * *", {}, utc(2026, 3, 28), ["03-28 01:30+0000", "03-29 02:30+0100", "03-30 01:30+0100"]),
+        ("30 1 * * *", {}, utc(2026, 3, 28), ["03-28 01:30+0000", "03-29 02:00+0100", "03-30 01:30+0100"]),
+        (
+            "30 1 * * *",
+            {"dst_gap": DstGap.SHIFT},
+            utc(2026, 3, 28),
+            ["03-28 01:30+0000", "03-29 02:30+0100", "03-30 01:30+0100"],
+        ),
         ("30 1 * * *", {"dst_gap": DstGap.SKIP}, utc(2026, 3, 28), ["03-28 01:30+0000", "03-30 01:30+0100"]),
         ("30 1 * * *", {}, utc(2026, 10, 24), ["10-24 01:30+0100", "10-25 01:30+0100", "10-26 01:30+0000"]),
         (
@@ -230,9 +265,18 @@ def test_dublin_tz_database_really_uses_negative_dst() -> None:
 @pytest.mark.parametrize(
     ("expression", "kwargs", "start", "expected"),
     [
-        ("15 2 * * *", {}, utc(2026, 10, 2), ["10-03 02:15+1030", "10-04 02:45+1100", "10-05 02:15+1100"]),
+        # the missing 02:15 runs when the 30-minute gap ends, at 02:30 +11
+        ("15 2 * * *", {}, utc(2026, 10, 2), ["10-03 02:15+1030", "10-04 02:30+1100", "10-05 02:15+1100"]),
+        ("15 2 * * *", {"dst_gap": DstGap.SHIFT}, utc(2026, 10, 2), ["10-03 02:15+1030", "10-04 02:45+1100", "10-05 02:15+1100"]),
+        # the missing 02:15 and the real 02:30 are one run at the gap's end
+        ("15,30 2 * * *", {}, utc(2026, 10, 3), ["10-04 02:30+1100", "10-05 02:15+1100", "10-05 02:30+1100"]),
         # the shifted 02:15 (02:45) comes after the real 02:30: slots stay in time order
-        ("15,30 2 * * *", {}, utc(2026, 10, 3), ["10-04 02:30+1100", "10-04 02:45+1100", "10-05 02:15+1100"]),
+        (
+            "15,30 2 * * *",
+            {"dst_gap": DstGap.SHIFT},
+            utc(2026, 10, 3),
+            ["10-04 02:30+1100", "10-04 02:45+1100", "10-05 02:15+1100"],
+        ),
         ("15,30 2 * * *", {"dst_gap": DstGap.SKIP}, utc(2026, 10, 3), ["10-04 02:30+1100", "10-05 02:15+1100"]),
         ("*/15 * * * *", {}, utc(2026, 10, 3, 15, 10), ["10-04 01:45+1030", "10-04 02:30+1100", "10-04 02:45+1100"]),
         ("45 1 * * *", {}, utc(2026, 4, 3), ["04-04 01:45+1100", "04-05 01:45+1100", "04-06 01:45+1030"]),
@@ -259,7 +303,10 @@ def test_sydney_spring_forward_in_october() -> None:
     # 2026-10-04 02:00 AEST -> 03:00 AEDT
     schedule = build_schedule(schedule="30 2 * * *", timezone="Australia/Sydney")
     assert isinstance(schedule, CronSchedule)
-    assert local_runs(schedule, utc(2026, 10, 2), 3) == ["10-03 02:30+1000", "10-04 03:30+1100", "10-05 02:30+1100"]
+    assert local_runs(schedule, utc(2026, 10, 2), 3) == ["10-03 02:30+1000", "10-04 03:00+1100", "10-05 02:30+1100"]
+    shifting = build_schedule(schedule="30 2 * * *", timezone="Australia/Sydney", dst_gap="shift")
+    assert isinstance(shifting, CronSchedule)
+    assert local_runs(shifting, utc(2026, 10, 2), 3) == ["10-03 02:30+1000", "10-04 03:30+1100", "10-05 02:30+1100"]
 
 
 def test_sydney_fall_back_in_april() -> None:
@@ -295,10 +342,21 @@ def test_santiago_fall_back_repeats_the_last_hour_of_the_day() -> None:
 
 def test_apia_skipped_a_whole_day() -> None:
     # Samoa jumped from 2011-12-29 23:59:59 -10 to 2011-12-31 00:00 +14.
+    # the missing 30 December noon runs when the gap ends, at midnight starting the 31st
     noon = CronSchedule("0 12 * * *", "Pacific/Apia")
-    assert local_runs(noon, utc(2011, 12, 28, 12), 3) == ["12-28 12:00-1000", "12-29 12:00-1000", "12-31 12:00+1400"]
+    assert local_runs(noon, utc(2011, 12, 28, 12), 4) == [
+        "12-28 12:00-1000",
+        "12-29 12:00-1000",
+        "12-31 00:00+1400",
+        "12-31 12:00+1400",
+    ]
+    # shifted by the 24-hour gap, it lands on the 31st's own noon: one run
+    shifted_noon = CronSchedule("0 12 * * *", "Pacific/Apia", dst_gap=DstGap.SHIFT)
+    assert local_runs(shifted_noon, utc(2011, 12, 28, 12), 3) == ["12-28 12:00-1000", "12-29 12:00-1000", "12-31 12:00+1400"]
     monthly = CronSchedule("0 9 30 * *", "Pacific/Apia")  # 30 December 09:00 never happened there
-    assert local_runs(monthly, utc(2011, 12, 1), 2) == ["12-31 09:00+1400", "01-30 09:00+1400"]
+    assert local_runs(monthly, utc(2011, 12, 1), 2) == ["12-31 00:00+1400", "01-30 09:00+1400"]
+    shifted_monthly = CronSchedule("0 9 30 * *", "Pacific/Apia", dst_gap=DstGap.SHIFT)
+    assert local_runs(shifted_monthly, utc(2011, 12, 1), 2) == ["12-31 09:00+1400", "01-30 09:00+1400"]
     skipping = CronSchedule("0 9 30 * *", "Pacific/Apia", dst_gap=DstGap.SKIP)
     assert local_runs(skipping, utc(2011, 12, 1), 1) == ["01-30 09:00+1400"]
 
@@ -357,13 +415,22 @@ def oracle(
             if first == second or fold is DstFold.BOTH or (fold is DstFold.FIRST) == is_first:
                 slots.add(moment)
         moment += MINUTE
-    if gap is DstGap.SHIFT:
-        for wall in walls:
-            aware = wall.replace(tzinfo=zone, fold=0)
-            if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != wall:  # does not exist
-                shifted = aware.astimezone(UTC)  # PEP 495: read with the offset before the gap
-                if lo <= shifted <= hi:
-                    slots.add(shifted)
+    for wall in walls:
+        aware = wall.replace(tzinfo=zone, fold=0)
+        if aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall:  # exists
+            continue
+        if gap is DstGap.SHIFT:
+            extra = aware.astimezone(UTC)  # PEP 495: read with the offset before the gap
+        elif gap is DstGap.TRANSITION:
+            # the first minute whose wall time is later than ``wall``; reading ``wall`` with the
+            # offset after the gap (PEP 495 fold=1) gives an instant before the gap ends
+            extra = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+            while _naive_wall(extra, zone) <= wall:
+                extra += MINUTE
+        else:
+            continue
+        if lo <= extra <= hi:
+            slots.add(extra)
     return sorted(slots)
 
 
@@ -412,6 +479,9 @@ EXPRESSIONS = [
     "45 23 * * *",
     "15,45 0-3 * * *",
     "*/7 1,2 * * *",
+    "0,30 2 * * *",
+    "0 2,3 * * *",
+    "0 0 30 * *",
 ]
 POLICIES = [(None, None)] + [(gap, fold) for gap in DstGap for fold in DstFold]
 CASES = list(transition_cases())

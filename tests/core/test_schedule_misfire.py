@@ -174,7 +174,7 @@ def test_cron_latest_across_dst() -> None:
     slot = dt.datetime(2026, 3, 6, 7, 30, tzinfo=UTC)  # 02:30 EST on the 6th
     now = dt.datetime(2026, 3, 8, 12, tzinfo=UTC)
     result = resolve_misfire(schedule, slot, now, CatchUp.LATEST, MINUTE)
-    assert result.run == dt.datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 03:30 EDT, the shifted slot
+    assert result.run == dt.datetime(2026, 3, 8, 7, tzinfo=UTC)  # 03:00 EDT, the missing 02:30 at the gap's end
     assert result.next_slot == dt.datetime(2026, 3, 9, 6, 30, tzinfo=UTC)
     assert result.coalesced == 2
 

@@ -77,11 +77,18 @@ folds = st.sampled_from([None, *DstFold])
 
 
 def is_valid_slot(schedule: CronSchedule, slot: dt.datetime) -> bool:
-    """The slot's wall time matches, or it is a matching non-existent wall time shifted by its gap."""
+    """The slot's wall time matches, or it is a matching non-existent wall time shifted by its gap
+    (SHIFT) or moved to the gap's end (TRANSITION)."""
     zone = schedule.zone
     wall = slot.astimezone(zone).replace(tzinfo=None)
     if croniter.match(schedule.expression, wall):
         return True
+    if schedule.gap_policy is DstGap.TRANSITION:
+        second_before = (slot - dt.timedelta(seconds=1)).astimezone(zone).replace(tzinfo=None)
+        if wall - second_before == dt.timedelta(seconds=1):
+            return False  # no gap ends at the slot
+        # the wall times [second_before + 1s, wall) do not exist: one of them must match
+        return bool(croniter(schedule.expression, second_before).get_next(dt.datetime) < wall)
     if schedule.gap_policy is not DstGap.SHIFT:
         return False
     for back in range(1, 24 * 60 + 1):  # the wall time that was shifted here lies up to a day earlier

@@ -501,7 +501,7 @@ async def test_next_runs_previews_in_the_task_zone(clock: FakeClock) -> None:
     spring = datetime.datetime(2030, 3, 9, 12, tzinfo=datetime.timezone.utc)
     runs = nightly.next_runs(3, after=spring)
     assert [r.isoformat() for r in runs] == [
-        "2030-03-10T03:30:00-04:00",
+        "2030-03-10T03:00:00-04:00",
         "2030-03-11T02:30:00-04:00",
         "2030-03-12T02:30:00-04:00",
     ]
@@ -669,8 +669,14 @@ def _local(moments: list[datetime.datetime], zone: str) -> list[str]:
             datetime.datetime(2026, 3, 7, 12, tzinfo=datetime.timezone.utc),
             datetime.datetime(2026, 3, 9, 12, tzinfo=datetime.timezone.utc),
             {
-                # the missing 02:30 runs once, shifted by the gap (SHIFT, the default for fixed times)
-                "30 2 * * *": ["2026-03-08T03:30:00-04:00", "2026-03-09T02:30:00-04:00"],
+                # the missing 02:30 runs once, when the gap ends (TRANSITION, the default for fixed times)
+                "30 2 * * *": ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"],
+                # both missing times run once, together, when the gap ends
+                "0,30 2 * * *": [
+                    "2026-03-08T03:00:00-04:00",
+                    "2026-03-09T02:00:00-04:00",
+                    "2026-03-09T02:30:00-04:00",
+                ],
                 "30 1 * * *": ["2026-03-08T01:30:00-05:00", "2026-03-09T01:30:00-04:00"],
                 # wildcard hours skip the missing hour (SKIP)
                 "*/30 * * * *": [
@@ -705,8 +711,8 @@ def _local(moments: list[datetime.datetime], zone: str) -> list[str]:
             datetime.datetime(2026, 10, 3, 0, tzinfo=datetime.timezone.utc),
             datetime.datetime(2026, 10, 5, 0, tzinfo=datetime.timezone.utc),
             {
-                # 02:00 +10:30 becomes 02:30 +11:00: 02:15 is shifted by the 30-minute gap
-                "15 2 * * *": ["2026-10-04T02:45:00+11:00", "2026-10-05T02:15:00+11:00"],
+                # 02:00 +10:30 becomes 02:30 +11:00: the missing 02:15 runs when the 30-minute gap ends
+                "15 2 * * *": ["2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"],
                 "30 2 * * *": ["2026-10-04T02:30:00+11:00", "2026-10-05T02:30:00+11:00"],
                 "*/30 * * * *": [
                     "2026-10-04T01:30:00+10:30",

@@ -147,10 +147,17 @@ def test_preview_notes_a_spring_forward_and_a_fold() -> None:
     spring = invoke("preview", "30 2 * * *", "--tz", "America/New_York", "-n", "3", "--after", "2030-03-09T00:00")
     assert spring.exit_code == 0
     lines = spring.output.splitlines()[1:]
-    # 02:30 does not exist on 2030-03-10 in New York: shifted to 03:30 EDT.
-    assert lines[1].startswith("2030-03-10T03:30:00-04:00")
+    # 02:30 does not exist on 2030-03-10 in New York: it runs when the gap ends, at 03:00 EDT.
+    assert lines[1].startswith("2030-03-10T03:00:00-04:00")
     assert "clocks went forward since the previous run (UTC-05:00 -> UTC-04:00)" in lines[1]
     assert "#" not in lines[0] and "#" not in lines[2]
+    assert spring.output.splitlines()[0] == "cron '30 2 * * *' in America/New_York, dst gap transition, fold first"
+    shifted = invoke(
+        "preview", "30 2 * * *", "--tz", "America/New_York", "-n", "2", "--after", "2030-03-09T00:00", "--dst-gap", "shift"
+    )
+    assert shifted.exit_code == 0
+    assert shifted.output.splitlines()[0] == "cron '30 2 * * *' in America/New_York, dst gap shift, fold first"
+    assert shifted.output.splitlines()[2].startswith("2030-03-10T03:30:00-04:00")
     fold = invoke(
         "preview", "30 1 * * *", "--tz", "America/New_York", "-n", "3", "--after", "2030-11-02T12:00", "--dst-fold", "both"
     )

@@ -29,7 +29,7 @@ import click
 
 from pyncette.errors import PyncetteException, pyncette_error_in
 from pyncette.log_format import LOG_FORMATS, configure_logging
-from pyncette.model import TaskKey
+from pyncette.model import DstFold, DstGap, TaskKey
 from pyncette.plugins import create_plugin_manager, installed_backends, resolve_backend
 from pyncette.pyncette import Pyncette, PyncetteContext
 from pyncette.schedule import ScheduleError, build_schedule
@@ -276,9 +276,13 @@ def backends(as_json: bool) -> None:
 @click.option("--tz", "timezone", default="UTC", show_default=True, help="IANA time zone the expression is read in.")
 @click.option("-n", "count", default=10, show_default=True, type=click.IntRange(1, 10_000), help="How many fire times.")
 @click.option("--after", help="Start after this ISO 8601 instant (default: now); a naive one is read in --tz.")
-@click.option("--dst-gap", type=click.Choice(["shift", "skip"]), help="Wall times that do not exist (default: by expression).")
 @click.option(
-    "--dst-fold", type=click.Choice(["first", "last", "both"]), help="Wall times that occur twice (default: by expression)."
+    "--dst-gap", type=click.Choice([gap.value for gap in DstGap]), help="Wall times that do not exist (default: by expression)."
+)
+@click.option(
+    "--dst-fold",
+    type=click.Choice([fold.value for fold in DstFold]),
+    help="Wall times that occur twice (default: by expression).",
 )
 def preview(expression: str, timezone: str, count: int, after: str | None, dst_gap: str | None, dst_fold: str | None) -> None:
     """Print the next fire times of the cron EXPRESSION, with notes where daylight saving time changes.

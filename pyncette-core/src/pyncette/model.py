@@ -58,8 +58,17 @@ class CatchUp(enum.Enum):
 
 
 class DstGap(enum.Enum):
-    """A cron wall time that does not exist on a spring-forward day."""
+    """What a cron schedule does with a wall time that does not exist on a spring-forward day.
 
+    ``TRANSITION``: run at the instant the gap ends, the first wall time that exists after it
+    (02:30 on a New York spring-forward day runs at 03:00 EDT), as classic Vixie cron does; all
+    the matches of one gap are one slot. The default for fixed-time jobs.
+    ``SHIFT``: run at the wall time shifted forward by the length of the gap (02:30 runs at
+    03:30 EDT), which keeps the jobs of the gap in their order and at their spacing.
+    ``SKIP``: do not run; the default for jobs whose hour field is a wildcard or a step.
+    """
+
+    TRANSITION = "transition"
     SHIFT = "shift"
     SKIP = "skip"
 

@@ -519,19 +519,21 @@ class CronSchedule(Schedule):
 
     Daylight-saving rules (worked examples in ``docs/schedules.md``):
 
-    - A wall time that does not exist (spring forward) is, under :attr:`DstGap.SHIFT`, run at the
-      wall time shifted forward by the length of the gap (02:30 on a New York spring-forward day
-      runs at 03:30 EDT), which is reading it with the offset in force before the change;
-      under :attr:`DstGap.SKIP` it does not run that day.
+    - A wall time that does not exist (spring forward) is, under :attr:`DstGap.TRANSITION`, run at
+      the instant the gap ends (02:30 on a New York spring-forward day runs at 03:00 EDT); under
+      :attr:`DstGap.SHIFT`, at the wall time shifted forward by the length of the gap (03:30 EDT),
+      which is reading it with the offset in force before the change; under :attr:`DstGap.SKIP`
+      it does not run that day.
     - A wall time that occurs twice (fall back) runs on the :attr:`DstFold.FIRST` occurrence, the
       :attr:`DstFold.LAST` one, or :attr:`DstFold.BOTH`.
     - Defaults (``None``), after classic Vixie cron: a *fixed-time* job, whose hour field holds
-      neither ``*`` nor ``/``, uses SHIFT and FIRST; a job whose hour field is a wildcard or a step
-      (``"*/15 * * * *"``, ``"0 * * * *"``, ``"0 */2 * * *"``, ``@hourly``) runs at every real
+      neither ``*`` nor ``/``, uses TRANSITION and FIRST; a job whose hour field is a wildcard or a
+      step (``"*/15 * * * *"``, ``"0 * * * *"``, ``"0 */2 * * *"``, ``@hourly``) runs at every real
       instant whose wall time matches, which is SKIP and BOTH.
 
-    Whatever the policy, the slots form a strictly increasing sequence: a shifted slot that lands
-    on a slot of its own is one slot, not two.
+    Whatever the policy, the slots form a strictly increasing sequence: all the matches in one gap
+    are one TRANSITION slot, and a TRANSITION or SHIFT slot that lands on a slot of its own is one
+    slot, not two.
 
     ``jitter`` moves every slot later by :func:`jitter_offset` of ``jitter_key``; it must be
     shorter than the shortest spacing of the expression's matches.
@@ -565,7 +567,7 @@ class CronSchedule(Schedule):
         object.__setattr__(self, "_cron", cron)
         object.__setattr__(self, "_tz", tz)
         object.__setattr__(self, "_transitions", _transitions_for(tz))
-        object.__setattr__(self, "_gap", self.dst_gap or (DstGap.SKIP if wild else DstGap.SHIFT))
+        object.__setattr__(self, "_gap", self.dst_gap or (DstGap.SKIP if wild else DstGap.TRANSITION))
         object.__setattr__(self, "_fold", self.dst_fold or (DstFold.BOTH if wild else DstFold.FIRST))
         object.__setattr__(self, "_offset", jitter_offset(self.jitter_key, self.jitter))
 
@@ -612,7 +614,8 @@ class CronSchedule(Schedule):
         return ", ".join(parts)
 
     # The slots are the real instants whose wall time matches and that the fold policy admits,
-    # plus (under SHIFT) each matching non-existent wall time read with the offset before its gap.
+    # plus (under SHIFT) each matching non-existent wall time read with the offset before its gap,
+    # or (under TRANSITION) the end of each gap that holds a matching wall time.
     # The walk below visits the zone's constant-offset segments in order: inside a segment the
     # wall clock is a bijection, so the next match there is one step of the cron matcher.
     def _base_next(self, after: datetime.datetime) -> datetime.datetime | None:
@@ -641,10 +644,15 @@ class CronSchedule(Schedule):
                     return candidate
                 cur, inclusive = verdict
                 continue
-            if transition.after > transition.before and self._gap is DstGap.SHIFT:
-                shifted = self._shifted(transition, _naive(transition.at) + transition.before, inclusive=True)
-                if shifted is not None and (best is None or shifted < best):
-                    best = shifted
+            if transition.after > transition.before:
+                if self._gap is DstGap.TRANSITION and wall < _naive(transition.at) + transition.after:
+                    # ``wall`` is the first match after ``cur`` and lies in the gap: no slot comes
+                    # earlier, and the gap's end (a real match there too, if any) is the slot.
+                    return transition.at
+                if self._gap is DstGap.SHIFT:
+                    shifted = self._shifted(transition, _naive(transition.at) + transition.before, inclusive=True)
+                    if shifted is not None and (best is None or shifted < best):
+                        best = shifted
             cur, inclusive = transition.at, True
         raise ScheduleError(f"cron expression {self.expression!r} in {_zone_name(self._tz)}: no slot found after {after}")
 
