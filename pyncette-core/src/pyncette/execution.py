@@ -94,6 +94,13 @@ def misfire_policy(task: Task, poll_interval: datetime.timedelta) -> tuple[Catch
     return task.catch_up, effective_grace(task, poll_interval)
 
 
+def count_misfire(data: InstanceData, misfire: Misfire) -> bool:
+    """Add the slots ``misfire`` missed and coalesced to ``data``; whether there were any."""
+    data.missed += misfire.missed
+    data.coalesced += misfire.coalesced
+    return bool(misfire.missed or misfire.coalesced)
+
+
 def plan_claim(
     schedule: Schedule,
     next_run: datetime.datetime,
@@ -188,8 +195,7 @@ def plan_resume(
         misfire = resolve_misfire(schedule, next_run, now, catch_up, zero)
     else:
         return None
-    data.missed += misfire.missed
-    data.coalesced += misfire.coalesced
+    count_misfire(data, misfire)
     return misfire
 
 
@@ -261,9 +267,7 @@ class Execution:
         catch_up, grace = misfire_policy(self.task, self.app_context.app.poll_interval)
         misfire = plan_claim(schedule, state.next_run, data, now, catch_up, grace)
         slot, next_slot = misfire.run, misfire.next_slot
-        if misfire.missed or misfire.coalesced:
-            data.missed += misfire.missed
-            data.coalesced += misfire.coalesced
+        if count_misfire(data, misfire):
             self._hooks.pyncette_on_misfire(
                 task=self.task, instance=state.key.instance, missed=misfire.missed, coalesced=misfire.coalesced
             )

@@ -83,12 +83,12 @@ _INTERNAL_FIELDS = frozenset({"func", "dynamic", "status", "compiled_schedule", 
 """Fields of :class:`Task` that the scheduler sets itself; a decorator keyword never reaches them."""
 
 
-def _refuse_reserved(task: str, options: Iterable[str], reserved: Iterable[str], why: str) -> None:
+def _refuse_reserved(task: str, options: Iterable[str], reserved: frozenset[str], why: str) -> None:
     """Raise :class:`TaskDefinitionError` if a keyword in ``options`` is ``reserved``, naming them and ``why``.
 
     The message points to ``extra_args={...}``, which carries arguments of any name.
     """
-    refused = sorted(set(reserved).intersection(options))
+    refused = sorted(reserved.intersection(options))
     if refused:
         raise TaskDefinitionError(
             task, f"{', '.join(map(repr, refused))} {why}; to give the task an argument of that name use extra_args={{...}}"
